@@ -1,0 +1,335 @@
+"""Typed configuration: model, training and sampling settings, named presets, JSON I/O and
+dotted command-line overrides (`--model.n_layer=4`).
+
+This module does not import torch, so that `glassformer --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from glassformer.errors import ConfigError
+
+Position = Literal["learned", "sinusoidal"]
+Activation = Literal["relu", "gelu"]
+NormPlacement = Literal["pre", "post"]
+AttentionImpl = Literal["sdpa", "math"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+TokenizerKind = Literal["char"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes a model's architecture: `config.json["model"]`."""
+
+    vocab_size: int = 65
+    """Number of token ids; training sets it from the tokenizer."""
+    block_size: int = 256
+    """Longest context the model sees (positions 0 .. block_size-1)."""
+    n_layer: int = 6
+    """Number of transformer blocks."""
+    n_head: int = 6
+    """Attention heads per block; n_embd must be divisible by it."""
+    n_embd: int = 384
+    """Model width C (the residual stream)."""
+    dropout: float = 0.0
+    """Dropout on embeddings, attention weights and residual branches (0 disables)."""
+    bias: bool = True
+    """Biases in linear layers and LayerNorms (GPT-2 has them)."""
+    position: Position = "learned"
+    """How order enters: a learned table or fixed sinusoids, added to the token embeddings."""
+    activation: Activation = "gelu"
+    """Feed-forward non-linearity (exact GELU or ReLU); the hidden size is 4 * n_embd."""
+    norm_placement: NormPlacement = "pre"
+    """LayerNorm before each sublayer (GPT-2, with a final norm) or after the residual add."""
+    norm_eps: float = 1e-5
+    """LayerNorm epsilon."""
+    tie_weights: bool = True
+    """Share the token embedding matrix with the LM head."""
+    attention: AttentionImpl = "sdpa"
+    """torch's fused scaled_dot_product_attention, or the explicit math path (same numbers)."""
+
+    def __post_init__(self):
+        _check_types(self)
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            _require(self, name, getattr(self, name) > 0, "must be a positive integer")
+        _require(self, "n_embd", self.n_embd % self.n_head == 0,
+                 f"must be divisible by n_head ({self.n_head}); "
+                 f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
+        _require(self, "dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
+        _require(self, "norm_eps", self.norm_eps > 0, "must be positive")
+
+    @property
+    def head_dim(self) -> int:
+        """D = C / H."""
+        return self.n_embd // self.n_head
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: `config.json["train"]`."""
+
+    text: str | None = None
+    """UTF-8 text file to train on; None means the default corpus (Shakespeare's complete works)."""
+    tokenizer: TokenizerKind = "char"
+    """Tokenizer kind built from the corpus."""
+    val_fraction: float = 0.1
+    """Share of the corpus (its end) held out for validation."""
+    batch_size: int = 32
+    """Sequences per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (the update averages over all of them)."""
+    max_steps: int = 2000
+    """Optimizer steps; the cosine schedule ends here."""
+    lr: float = 1e-3
+    """Peak learning rate, reached at the end of warmup."""
+    min_lr: float = 1e-4
+    """Learning rate at the end of the cosine decay."""
+    warmup_steps: int = 100
+    """Steps of linear warmup from 0 to lr."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay, applied to matrices only (not biases, norms)."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.99
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
+    eval_every: int = 250
+    """Evaluate train/val loss (and print a sample) every this many steps, and at the end."""
+    eval_batches: int = 20
+    """Batches per loss estimate at evaluation (the same batches every time)."""
+    save_every: int = 500
+    """Write a checkpoint every this many steps (and always at the end); 0: only at the end."""
+    log_every: int = 10
+    """Append the training loss to metrics.jsonl every this many steps."""
+    sample_tokens: int = 200
+    """Tokens sampled and printed at each evaluation (0 disables)."""
+    seed: int = 1337
+    """Seed for initialisation, batches and dropout."""
+    device: Device = "auto"
+    """Where to train: auto picks cuda, then mps, then cpu."""
+
+    def __post_init__(self):
+        _check_types(self)
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_batches", "log_every"):
+            _require(self, name, getattr(self, name) > 0, "must be a positive integer")
+        for name in ("warmup_steps", "save_every", "eval_every", "sample_tokens"):
+            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        _require(self, "lr", self.lr > 0, "must be positive")
+        _require(self, "min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, lr={self.lr}]")
+        _require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
+        _require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        _require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
+        for name in ("beta1", "beta2"):
+            _require(self, name, 0 <= getattr(self, name) < 1, "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How text is generated from a trained model."""
+
+    max_new_tokens: int = 500
+    """Tokens to generate after the prompt."""
+    temperature: float = 0.8
+    """Divides the logits: <1 sharper, >1 flatter; 0 means greedy (always the top token)."""
+    top_k: int | None = None
+    """Keep only the k most likely tokens (None: all)."""
+    top_p: float = 1.0
+    """Keep the smallest set of tokens whose probability sums to at least p (1: all)."""
+    repetition_penalty: float = 1.0
+    """Divide positive logits (multiply negative ones) of tokens already in the context; 1: off."""
+    stop: tuple[str, ...] = ()
+    """Strings that end generation; the output stops before them."""
+    seed: int | None = None
+    """Seed for sampling (None: a fresh random seed)."""
+
+    def __post_init__(self):
+        _check_types(self)
+        _require(self, "max_new_tokens", self.max_new_tokens >= 0, "must be >= 0")
+        _require(self, "temperature", self.temperature >= 0,
+                 "must be >= 0 (0 means greedy decoding)")
+        _require(self, "top_k", self.top_k is None or self.top_k >= 1,
+                 "must be >= 1 (or None to keep every token)")
+        _require(self, "top_p", 0 < self.top_p <= 1, "must be in (0, 1]")
+        _require(self, "repetition_penalty", self.repetition_penalty > 0,
+                 "must be positive (1 disables it)")
+        _require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's model and training settings, as stored in `config.json`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        _reject_unknown(cls, data, "config")
+        return cls(model=from_dict(ModelConfig, data.get("model", {})),
+                   train=from_dict(TrainConfig, data.get("train", {})))
+
+    def save(self, path) -> None:
+        from glassformer.atomic import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path) -> RunConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no config file at {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not valid JSON ({err}); restore it or start a new run") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object with 'model' and 'train'")
+        return cls.from_dict(data)
+
+
+# Presets are data: a name maps to the fields that differ from the defaults.
+PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {  # for tests: trains in a second
+        "model": {"block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32},
+        "train": {"batch_size": 4, "max_steps": 20, "warmup_steps": 2, "eval_every": 10,
+                  "eval_batches": 2, "save_every": 10, "log_every": 1, "sample_tokens": 32},
+    },
+    "shakespeare-char": {  # nanoGPT's shakespeare_char, scaled to ~7 minutes on 2 CPU cores
+        "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192},
+        "train": {"batch_size": 32, "max_steps": 800, "lr": 2e-3, "min_lr": 2e-4,
+                  "warmup_steps": 50, "eval_every": 200, "eval_batches": 20, "save_every": 200},
+    },
+    "gpt2": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 12, "n_head": 12,
+                       "n_embd": 768}},
+    "gpt2-medium": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 24,
+                              "n_head": 16, "n_embd": 1024}},
+    "gpt2-large": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 36,
+                             "n_head": 20, "n_embd": 1280}},
+    "gpt2-xl": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 48,
+                          "n_head": 25, "n_embd": 1600}},
+}
+
+
+def preset(name: str) -> RunConfig:
+    """The RunConfig of a named preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return RunConfig.from_dict(PRESETS[name])
+
+
+def from_dict(cls, data: dict):
+    """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    _reject_unknown(cls, data, cls.__name__)
+    hints = typing.get_type_hints(cls)
+    values = {k: tuple(v) if _is_tuple(hints[k]) and isinstance(v, list) else v
+              for k, v in data.items()}
+    return cls(**values)
+
+
+def apply_overrides(run: RunConfig, overrides: dict[str, str]) -> RunConfig:
+    """Apply dotted command-line overrides such as {"model.n_layer": "4", "train.lr": "3e-4"}.
+
+    Values are parsed by the field's type; unknown sections or fields are errors.
+    """
+    sections = {"model": run.model, "train": run.train}
+    for key, raw in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in sections or not name:
+            raise ConfigError(f"unknown option --{key}; options look like --model.FIELD=VALUE "
+                              f"or --train.FIELD=VALUE")
+        cfg = sections[section]
+        _reject_unknown(type(cfg), {name: raw}, f"--{section} options")
+        value = parse_value(typing.get_type_hints(type(cfg))[name], raw, f"{section}.{name}")
+        sections[section] = dataclasses.replace(cfg, **{name: value})
+    return RunConfig(**sections)
+
+
+def parse_value(tp, raw: str, name: str):
+    """Parse a command-line string into a value of type `tp` (int, float, bool, str,
+    a Literal, an optional one, or a tuple of strings)."""
+    args = typing.get_args(tp)
+    if _is_optional(tp):
+        if raw.lower() in ("none", "null"):
+            return None
+        tp = next(a for a in args if a is not type(None))
+    if _is_tuple(tp):
+        return tuple(raw.split(",")) if raw else ()
+    if tp is bool:
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    if tp in (int, float):
+        try:
+            return tp(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {'an integer' if tp is int else 'a number'}, "
+                              f"got {raw!r}") from None
+    return raw  # str and Literal: checked by the dataclass
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _reject_unknown(cls, data: dict, where: str) -> None:
+    known = field_names(cls)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"unknown option {key!r} in {where}{hint}")
+
+
+def _require(cfg, name: str, ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{type(cfg).__name__}.{name} {message}, got {getattr(cfg, name)!r}")
+
+
+def _check_types(cfg) -> None:
+    """Check every field against its annotation, naming the field on a mismatch."""
+    for name, tp in typing.get_type_hints(type(cfg)).items():
+        value = getattr(cfg, name)
+        if not _matches(tp, value):
+            expected = " or ".join(repr(a) for a in typing.get_args(tp)) \
+                if typing.get_origin(tp) is Literal else getattr(tp, "__name__", str(tp))
+            raise ConfigError(f"{type(cfg).__name__}.{name} must be {expected}, got {value!r}")
+
+
+def _matches(tp, value) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if _is_optional(tp):
+        return value is None or any(_matches(a, value) for a in typing.get_args(tp)
+                                    if a is not type(None))
+    if _is_tuple(tp):
+        return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _is_optional(tp) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and \
+        type(None) in typing.get_args(tp)
+
+
+def _is_tuple(tp) -> bool:
+    return typing.get_origin(tp) is tuple

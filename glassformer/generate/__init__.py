@@ -1,0 +1,2 @@
+"""Generation: pure logit filters (filters.py) and autoregressive sampling with a KV cache
+(sampler.py)."""

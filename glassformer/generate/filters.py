@@ -1,0 +1,71 @@
+"""Pure functions on next-token logits (B, V): penalties, temperature, top-k, top-p, the pick.
+
+No model and no state: each takes logits and returns new ones (the input is never modified).
+Filtered-out tokens get -inf, so the softmax gives them exactly zero probability.
+"""
+
+import torch
+
+# A set whose probabilities sum to within this of p counts as reaching p (float32 sums drift).
+TOP_P_TOLERANCE = 1e-6
+
+
+def repetition_penalty(logits, context, penalty: float, context_valid=None):
+    """logits (B, V); context (B, L) ids; context_valid (B, L) bool or None -> (B, V).
+
+    The CTRL rule (as Hugging Face's RepetitionPenaltyLogitsProcessor): the logit of every id in
+    a row's context is divided by `penalty` if positive, multiplied by it if negative; once per
+    id, however often it occurs. Positions where context_valid is False (padding) do not count.
+    """
+    if penalty == 1.0:
+        return logits
+    valid = torch.ones_like(context, dtype=torch.bool) if context_valid is None else context_valid
+    counts = torch.zeros_like(logits).scatter_add_(1, context, valid.to(logits.dtype))  # (B, V)
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)  # (B, V)
+    return torch.where(counts > 0, penalized, logits)
+
+
+def temperature(logits, t: float):
+    """logits (B, V) / t -> (B, V): t < 1 sharpens the distribution, t > 1 flattens it."""
+    if t <= 0:
+        raise ValueError(f"temperature must be positive, got {t}; use greedy decoding for 0")
+    return logits / t
+
+
+def top_k(logits, k: int):
+    """logits (B, V) -> (B, V) with all but the k largest per row set to -inf.
+
+    Exactly k survive: among equal logits the lower id ranks first.
+    """
+    if k >= logits.size(-1):
+        return logits
+    order = torch.sort(logits, dim=-1, descending=True, stable=True).indices  # (B, V)
+    return logits.scatter(1, order[:, k:], float("-inf"))
+
+
+def top_p(logits, p: float):
+    """logits (B, V) -> (B, V) keeping the smallest set of top tokens whose probabilities sum
+    to >= p (the nucleus); the rest -inf. The top token always stays; among equal logits the
+    lower id ranks first."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True, stable=True)  # (B, V) each
+    probs = torch.softmax(sorted_logits.float(), dim=-1)  # (B, V)
+    before = probs.cumsum(dim=-1) - probs  # (B, V) probability of the better-ranked tokens
+    drop = before >= p - TOP_P_TOLERANCE  # (B, V) the set already reached p without this one
+    drop[:, 0] = False
+    drop = torch.zeros_like(drop).scatter(1, order, drop)  # (B, V) back in id order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_token(logits, cfg, generator=None):
+    """logits (B, V) -> (B,) int64 ids: argmax for temperature 0, else a sample after
+    temperature, top-k and top-p (cfg is a SampleConfig; the repetition penalty comes before)."""
+    if cfg.temperature == 0:
+        return logits.argmax(dim=-1)  # the first maximum on ties
+    logits = temperature(logits, cfg.temperature)
+    if cfg.top_k is not None:
+        logits = top_k(logits, cfg.top_k)
+    logits = top_p(logits, cfg.top_p)
+    probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)

@@ -1,0 +1,169 @@
+"""Autoregressive generation with a KV cache: prefill the prompts once, then one position per token.
+
+A batch of prompts is LEFT-padded into one (B, S) block, so every row's next token sits in the
+last column. key_valid (B, S) hides the pads from attention and each row's positions start at 0
+at its first real token, so a prompt gives the same tokens in a batch as alone (exactly when
+greedy; a sample also depends on the other rows, which share one random generator).
+
+Sliding window: a row whose view would pass block_size tokens is cut to its last
+block_size * 3 // 4 tokens; the cache is then rebuilt by prefilling every row's view again
+(positions restart at 0). A prompt longer than the window is cut the same way.
+"""
+
+from collections.abc import Iterator
+from contextlib import closing
+from itertools import islice
+
+import torch
+
+from glassformer.errors import GlassformerError
+from glassformer.generate import filters
+from glassformer.model.kv_cache import KVCache
+
+
+def generate(model, tokenizer, prompts: list[str], cfg) -> list[str]:
+    """The continuation of each prompt (without the prompt), all prompts in one batch.
+
+    A row ends at its first stop string (cut before it) or after cfg.max_new_tokens tokens.
+    """
+    rows = [_encode(tokenizer, prompt) for prompt in prompts]
+    if not rows:
+        return []
+    new = [[] for _ in rows]  # generated ids per row
+    done = [False] * len(rows)
+    # closing(): the model gets its training mode back as soon as we stop, not at garbage collection
+    with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
+        for next_ids in islice(steps, cfg.max_new_tokens):
+            for row, token in enumerate(next_ids.tolist()):
+                if not done[row]:
+                    new[row].append(token)
+                    done[row] = _stop_index(tokenizer.decode(new[row]), cfg.stop) is not None
+            if all(done):
+                break
+    texts = [tokenizer.decode(ids) for ids in new]
+    return [text[:_stop_index(text, cfg.stop)] for text in texts]  # [:None] keeps all
+
+
+def stream(model, tokenizer, prompt: str, cfg) -> Iterator[str]:
+    """Yield the continuation of `prompt` piece by piece as tokens come; the pieces joined equal
+    generate(...)[0] for the same seed. Text that might begin a stop string is held back until
+    it does not, so a stop string is never yielded."""
+    rows = [_encode(tokenizer, prompt)]
+    new, shown = [], 0  # generated ids; characters of their text already yielded
+    with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
+        for next_ids in islice(steps, cfg.max_new_tokens):
+            new.append(next_ids.item())
+            text = tokenizer.decode(new)
+            stop = _stop_index(text, cfg.stop)
+            safe = len(text) - _partial_stop(text, cfg.stop) if stop is None else stop
+            if safe > shown:
+                yield text[shown:safe]
+                shown = safe
+            if stop is not None:
+                return
+    text = tokenizer.decode(new)
+    if len(text) > shown:  # no stop string came: release what was held back
+        yield text[shown:]
+
+
+@torch.inference_mode()
+def _decode_steps(model, rows: list[list[int]], cfg, generator) -> Iterator[torch.Tensor]:
+    """Yield the (B,) next ids of the prompts `rows`, step after step, without end.
+
+    The repetition penalty sees each row's whole context (prompt + generated, pads excluded).
+    """
+    window = model.cfg.block_size
+    keep = max(1, window * 3 // 4)
+    device = next(model.parameters()).device
+    lengths = [_fit(len(row), window, keep) for row in rows]  # tokens the model sees, per row
+    context, context_valid = _left_pad([torch.tensor(row) for row in rows], device)  # (B, L)
+    training = model.training
+    model.eval()
+    try:
+        logits, cache, valid = _prefill(model, context, lengths)  # (B, V), cache, (B, S) or None
+        while True:
+            logits = filters.repetition_penalty(logits, context, cfg.repetition_penalty,
+                                                context_valid)
+            next_ids = filters.next_token(logits, cfg, generator)  # (B,)
+            yield next_ids
+            context = torch.cat([context, next_ids[:, None]], dim=1)  # (B, L + 1)
+            context_valid = _append_true(context_valid)  # (B, L + 1)
+            lengths = [_fit(n + 1, window, keep) for n in lengths]
+            if cache.length == window:  # no room for the new token: slide the window
+                logits, cache, valid = _prefill(model, context, lengths)
+                continue
+            positions = None  # without pads: the default, cache.length
+            if valid is not None:
+                valid = _append_true(valid)  # (B, S + 1)
+                positions = valid.sum(dim=1, keepdim=True) - 1  # (B, 1) real tokens before it
+            logits, _ = model(next_ids[:, None], positions=positions, key_valid=valid, cache=cache)
+            logits = logits[:, -1].float()  # (B, V)
+    finally:
+        model.train(training)
+
+
+def _prefill(model, context, lengths: list[int]):
+    """Run the last lengths[b] tokens of each context row (B, L) through a fresh KV cache.
+
+    Returns the next-token logits (B, V), the cache, and key_valid (B, S) (None without pads).
+    """
+    param = next(model.parameters())
+    S = max(lengths)
+    valid = positions = None  # no pads: default positions, no mask (attention's fast path)
+    if min(lengths) < S:
+        starts = torch.tensor([S - n for n in lengths], device=context.device)  # (B,) pads
+        valid = torch.arange(S, device=context.device)[None, :] >= starts[:, None]  # (B, S)
+        positions = (valid.cumsum(dim=1) - 1).clamp(min=0)  # (B, S), 0 at each first real token
+    cache = KVCache(model.cfg, context.size(0), param.device, param.dtype)
+    logits, _ = model(context[:, -S:], positions=positions, key_valid=valid, cache=cache)
+    return logits[:, -1].float(), cache, valid
+
+
+def _left_pad(rows: list[torch.Tensor], device):
+    """Rows of ids of different lengths -> ids (B, L) padded on the left with 0, valid (B, L)."""
+    L = max(len(row) for row in rows)
+    ids = torch.zeros(len(rows), L, dtype=torch.long, device=device)
+    valid = torch.zeros(len(rows), L, dtype=torch.bool, device=device)
+    for b, row in enumerate(rows):
+        ids[b, L - len(row):] = row
+        valid[b, L - len(row):] = True
+    return ids, valid
+
+
+def _append_true(valid):
+    """(B, S) -> (B, S + 1) with a True column on the right."""
+    return torch.cat([valid, valid.new_ones(valid.size(0), 1)], dim=1)
+
+
+def _fit(n: int, window: int, keep: int) -> int:
+    """Tokens of a row the model sees when it has n: all of them, or `keep` past the window."""
+    return keep if n > window else n
+
+
+def _encode(tokenizer, prompt: str) -> list[int]:
+    """The prompt's ids; an empty prompt is an error (there would be nothing to predict from)."""
+    ids = tokenizer.encode(prompt)  # unknown characters: the tokenizer's own error
+    if not ids:
+        raise GlassformerError("the prompt is empty; give at least one token, e.g. a newline")
+    return ids
+
+
+def _generator(seed: int | None, model) -> torch.Generator:
+    """A generator on the model's device, seeded with `seed` or, for None, a fresh random seed."""
+    generator = torch.Generator(next(model.parameters()).device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _stop_index(text: str, stops: tuple[str, ...]) -> int | None:
+    """Where the first stop string in `text` begins, or None."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def _partial_stop(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that is the start of a stop string."""
+    return max((n for s in stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0)

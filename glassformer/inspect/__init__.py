@@ -1,0 +1,1 @@
+"""Seeing inside a model: parameter counts, and (later) shapes, attention maps and plots."""

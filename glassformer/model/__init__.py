@@ -1,0 +1,1 @@
+"""Model parts (one idea per module) and the models assembled from them."""

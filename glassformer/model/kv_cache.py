@@ -1,0 +1,38 @@
+"""KV cache: keys and values of past positions, kept so that each new token costs one position.
+
+Buffers are allocated once for the model's window and written by position.
+"""
+
+import torch
+
+
+class LayerCache:
+    """One attention layer's keys and values: (B, H, max_len, D) buffers, filled up to `length`."""
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
+        self.k = torch.zeros(batch, n_head, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Store the new (B, H, T, D) keys/values; return all so far, (B, H, S, D) each."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.k.size(2):
+            raise ValueError(f"KV cache holds {self.k.size(2)} positions; {end} were asked for")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """A LayerCache per block, sized for `cfg.block_size` positions."""
+
+    def __init__(self, cfg, batch: int, device=None, dtype=torch.float32):
+        self.layers = [LayerCache(batch, cfg.n_head, cfg.block_size, cfg.head_dim, device, dtype)
+                       for _ in range(cfg.n_layer)]
+
+    @property
+    def length(self) -> int:
+        """Positions already cached (the absolute position of the next token)."""
+        return self.layers[0].length

@@ -1,0 +1,90 @@
+"""Character-level tokenizer: one id per distinct character of the training text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glassformer.atomic import write_text_atomic
+from glassformer.errors import GlassformerError
+
+SHOWN = 20  # unknown characters listed in an error message
+
+
+class UnknownCharactersError(GlassformerError):
+    """The text holds characters that were not in the tokenizer's training text."""
+
+    def __init__(self, unknown: list[str], vocab_size: int):
+        self.unknown = unknown
+        shown = ", ".join(map(repr, unknown[:SHOWN]))
+        more = f" and {len(unknown) - SHOWN} more" if len(unknown) > SHOWN else ""
+        super().__init__(
+            f"the text has {len(unknown)} unknown character(s): {shown}{more}; the tokenizer only "
+            f"knows the {vocab_size} characters of its training text; remove them or retrain on "
+            "text that has them")
+
+
+class CharTokenizer:
+    """Maps each character to its position in a sorted vocabulary (ids 0 .. V-1)."""
+
+    def __init__(self, chars: list[str]):
+        if (not isinstance(chars, list) or len(set(chars)) != len(chars)
+                or not all(isinstance(c, str) and len(c) == 1 for c in chars)):
+            raise GlassformerError("a char tokenizer needs a list of distinct single characters")
+        self.chars = chars
+        self.ids = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        """A tokenizer whose vocabulary is the sorted set of characters in `text`."""
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        """One id per character; UnknownCharactersError if any is not in the vocabulary."""
+        try:
+            return [self.ids[c] for c in text]
+        except KeyError:
+            unknown = sorted(set(text) - self.ids.keys())
+            raise UnknownCharactersError(unknown, self.vocab_size) from None
+
+    def decode(self, ids) -> str:
+        """The text of `ids`: a list of ints or a 1-D tensor or array."""
+        out = []
+        for i in map(int, ids):
+            if not 0 <= i < self.vocab_size:
+                raise GlassformerError(
+                    f"token id {i} is outside the vocabulary 0..{self.vocab_size - 1}")
+            out.append(self.chars[i])
+        return "".join(out)
+
+    def to_json(self) -> str:
+        """The contents of tokenizer.json: {"type": "char", "chars": [...]}."""
+        return json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False)
+
+    def save(self, path) -> None:
+        write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path) -> CharTokenizer:
+        data = read_tokenizer_json(path)
+        if data["type"] != "char":
+            raise GlassformerError(f"{path} holds a {data['type']!r} tokenizer, not a char one")
+        return cls(data.get("chars"))
+
+
+def read_tokenizer_json(path) -> dict:
+    """The JSON object in a tokenizer file; its "type" names the tokenizer kind."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GlassformerError(f"tokenizer file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        message = f"cannot read tokenizer file {path} ({err}); save it again"
+        raise GlassformerError(message) from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise GlassformerError(f'tokenizer file {path} is not a JSON object with a "type"')
+    return data

@@ -1,0 +1,44 @@
+"""A one-line progress display: step, loss, tokens/s and ETA, redrawn in place on a terminal."""
+
+import time
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """Call `update(step, loss, tokens)` after each step; `print()` keeps the bar intact."""
+
+    def __init__(self, total_steps: int, start_step: int, stream):
+        self.total, self.start_step, self.stream = total_steps, start_step, stream
+        self.tty = stream.isatty()
+        self.t0 = time.perf_counter()
+        self.tokens = 0
+        self.last_line = ""
+
+    def update(self, step: int, loss: float, tokens: int) -> float:
+        """Redraw the line; return the tokens/s since the start."""
+        self.tokens += tokens
+        elapsed = time.perf_counter() - self.t0
+        rate = self.tokens / max(elapsed, 1e-9)
+        eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
+        width = 24
+        filled = width * step // self.total
+        self.last_line = (f"[{'#' * filled}{'.' * (width - filled)}] step {step}/{self.total} "
+                          f"| loss {loss:.4f} | {rate / 1000:.1f}k tok/s | ETA {format_duration(eta)}")
+        if self.tty:
+            self.stream.write("\r" + self.last_line + "\033[K")
+            self.stream.flush()
+        elif step % max(1, self.total // 20) == 0 or step == self.total:
+            self.stream.write(self.last_line + "\n")  # a log or CI gets 20 lines, not thousands
+            self.stream.flush()
+        return rate
+
+    def print(self, text: str) -> None:
+        """Print `text` on its own lines (clearing the bar on a terminal)."""
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()

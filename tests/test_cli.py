@@ -1,0 +1,115 @@
+"""The command line: the documented spellings work end to end, and every bad input is one clear
+line on stderr, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from glassformer.cli import main
+
+TINY = ["--preset", "tiny", "--train.device=cpu"]
+
+
+@pytest.fixture
+def run_dir(tmp_path, text_file):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--text", str(text_file), "--out", str(out),
+                 "--max-steps", "6", "--save-every", "3", "--model.n_layer=1",
+                 "--train.lr", "3e-3"]) == 0
+    return out
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_help_answers_without_importing_torch():
+    code = ("import sys; from glassformer.cli import main\n"
+            "try: main(['--help'])\n"
+            "except SystemExit as e: assert e.code == 0\n"
+            "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "sample" in result.stdout and result.stdout.endswith("ok\n")
+
+
+def test_train_applies_flags_and_dotted_overrides(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["model"]["n_layer"] == 1 and cfg["train"]["lr"] == 3e-3
+    assert cfg["train"]["max_steps"] == 6 and cfg["train"]["save_every"] == 3
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all("step" in r for r in records)
+    assert any("train_loss" in r and "val_loss" in r for r in records)
+
+
+def test_sample_streams_a_continuation(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--prompt", "From", "--max-new-tokens", "20",
+                 "--temperature", "0.9", "--top-k", "10", "--top-p", "0.95", "--seed", "3"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("From") and len(first) == len("From") + 20 + 1
+    main(["sample", str(run_dir), "--prompt", "From", "--max-new-tokens", "20",
+          "--temperature", "0.9", "--top-k", "10", "--top-p", "0.95", "--seed", "3"])
+    assert capsys.readouterr().out == first  # the seed makes it repeatable
+
+
+def test_eval_reports_loss_perplexity_and_bits(run_dir, text_file, capsys):
+    assert main(["eval", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "validation split" in out and "perplexity" in out and "bits/char" in out
+    assert main(["eval", str(run_dir), "--text", str(text_file)]) == 0
+    assert str(text_file) in capsys.readouterr().out
+
+
+def test_info_shows_config_parameters_and_last_metrics(run_dir, capsys):
+    assert main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert '"n_layer": 1' in out and "parameters:" in out and "val loss" in out
+    assert "checkpoint step: 6" in out
+
+
+def test_resume_extends_a_run(run_dir, text_file, capsys):
+    assert main(["train", "--out", str(run_dir), "--resume", "--max-steps", "8"]) == 0
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 8 and "resuming at step 6" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["sample", "{missing}"], "no run directory"),
+    (["info", "{missing}"], "no run directory"),
+    (["train", *TINY, "--model.n_layers=2"], "did you mean 'n_layer'"),
+    (["train", *TINY, "--model.n_embd=30", "--model.n_head=4"], "n_embd must be divisible"),
+    (["train", *TINY, "--model.n_layer=0"], "n_layer must be a positive integer"),
+    (["train", *TINY, "--train.lr=fast"], "train.lr must be a number"),
+    (["train", "--preset", "huge"], "unknown preset 'huge'"),
+    (["train", *TINY, "--text", "{missing}"], "does not exist"),
+    (["train", *TINY, "--text", "{small}"], "one block needs 33"),
+    (["train", *TINY, "--text", "{empty}"], "is empty"),
+    (["sample", "{run}", "--temperature", "-1"], "temperature must be >= 0"),
+    (["sample", "{run}", "--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["sample", "{run}", "--top-k", "0"], "top_k must be >= 1"),
+    (["sample", "{run}", "--prompt", "Zebra ж"], "unknown character"),
+    (["train", "--out", "{run}", "--resume", "--model.n_layer=3"], "cannot change on --resume"),
+])
+def test_bad_input_is_one_clear_line(args, expected, tmp_path, run_dir, capsys):
+    (tmp_path / "small.txt").write_text("too short for one block")
+    (tmp_path / "empty.txt").write_text("  \n")
+    paths = {"missing": tmp_path / "nowhere", "small": tmp_path / "small.txt",
+             "empty": tmp_path / "empty.txt", "run": run_dir}
+    args = [a.format(**paths) if a.startswith("{") else a for a in args]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert expected in one_error_line(capsys)
+
+
+def test_corrupt_checkpoint_is_one_clear_line(run_dir, capsys):
+    (run_dir / "model.safetensors").write_bytes(b"{}" * 50)
+    capsys.readouterr()
+    assert main(["sample", str(run_dir)]) == 2
+    assert "corrupt" in one_error_line(capsys)

@@ -1,0 +1,270 @@
+"""Configuration: JSON round trips, validation messages that name the field, dotted overrides,
+presets and sampling settings."""
+
+import dataclasses
+import json
+import typing
+
+import pytest
+
+from glassformer.config import (PRESETS, ModelConfig, RunConfig, SampleConfig, TrainConfig,
+                                apply_overrides, from_dict, parse_value, preset)
+from glassformer.errors import ConfigError
+
+
+# --- JSON round trip ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_round_trips_through_json(name, tmp_path):
+    run = preset(name)
+    path = tmp_path / "run" / "config.json"
+    run.save(path)
+    loaded = RunConfig.load(path)
+    assert loaded == run
+    assert isinstance(loaded.model, ModelConfig) and isinstance(loaded.train, TrainConfig)
+    on_disk = json.loads(path.read_text())
+    assert set(on_disk) == {"model", "train"}
+    for section, values in PRESETS[name].items():  # the preset's own values, not the defaults
+        for key, value in values.items():
+            assert on_disk[section][key] == value
+    assert not list(path.parent.glob("*.tmp"))  # the atomic write left no temporary file
+
+
+def test_non_default_values_round_trip(tmp_path):
+    run = RunConfig(
+        model=ModelConfig(vocab_size=7, block_size=9, n_layer=1, n_head=3, n_embd=12, dropout=0.25,
+                          bias=False, position="sinusoidal", activation="relu",
+                          norm_placement="post", norm_eps=1e-6, tie_weights=False,
+                          attention="math"),
+        train=TrainConfig(text="corpus.txt", lr=3e-4, min_lr=0.0, device="cpu", seed=7),
+    )
+    run.save(tmp_path / "config.json")
+    loaded = RunConfig.load(tmp_path / "config.json")
+    assert loaded == run
+    assert type(loaded.model.norm_eps) is float and type(loaded.model.n_layer) is int
+
+
+def test_missing_sections_take_defaults():
+    assert RunConfig.from_dict({}) == RunConfig()
+    assert RunConfig.from_dict({"model": {"n_layer": 2}}).model.n_layer == 2
+
+
+def test_load_corrupt_json_raises_config_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model": {"n_layer": 2,')
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        RunConfig.load(path)
+
+
+def test_load_missing_or_non_object_raises_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no config file"):
+        RunConfig.load(tmp_path / "absent.json")
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="JSON object"):
+        RunConfig.load(path)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def test_n_embd_must_divide_by_n_head():
+    with pytest.raises(ConfigError, match=r"n_embd must be divisible by n_head \(6\)") as err:
+        ModelConfig(n_head=6, n_embd=100)
+    assert "n_embd=102" in str(err.value)  # the nearest valid width
+
+
+@pytest.mark.parametrize("name", ["vocab_size", "block_size", "n_layer", "n_head", "n_embd"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_sizes_must_be_positive(name, value):
+    match = rf"ModelConfig\.{name} must be a positive integer"
+    with pytest.raises(ConfigError, match=match) as err:
+        ModelConfig(**{name: value})
+    assert f"got {value}" in str(err.value)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
+    ("dropout", -0.1, r"dropout must be in \[0, 1\)"),
+    ("norm_eps", 0.0, "norm_eps must be positive"),
+])
+def test_model_ranges(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        ModelConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("min_lr", 1.0, r"min_lr must be in \[0, lr"),
+    ("val_fraction", 1.0, r"val_fraction must be in \(0, 1\)"),
+    ("beta2", 1.0, r"beta2 must be in \[0, 1\)"),
+    ("batch_size", 0, "batch_size must be a positive integer"),
+    ("warmup_steps", -1, "warmup_steps must be >= 0"),
+    ("device", "tpu", "device must be"),
+])
+def test_train_ranges(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**{field: value})
+
+
+def test_unknown_option_suggests_the_near_name():
+    with pytest.raises(ConfigError, match=r"unknown option 'n_layers'.*did you mean 'n_layer'\?"):
+        from_dict(ModelConfig, {"n_layers": 2})
+    with pytest.raises(ConfigError, match=r"did you mean 'model'\?"):
+        RunConfig.from_dict({"modle": {}})
+    with pytest.raises(ConfigError, match=r"did you mean 'lr'\?"):
+        RunConfig.from_dict({"train": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match="known: vocab_size, block_size"):  # nothing close
+        from_dict(ModelConfig, {"zzzzzz": 1})
+
+
+def test_unknown_literal_lists_the_allowed_values():
+    with pytest.raises(ConfigError,
+                       match=r"position must be 'learned' or 'sinusoidal', got 'rope'"):
+        ModelConfig(position="rope")
+    with pytest.raises(ConfigError, match=r"attention must be 'sdpa' or 'math'"):
+        from_dict(ModelConfig, {"attention": "flash"})
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("n_layer", 2.5, r"ModelConfig\.n_layer must be int, got 2\.5"),
+    ("n_layer", "2", r"ModelConfig\.n_layer must be int"),
+    ("n_layer", True, r"ModelConfig\.n_layer must be int"),
+    ("bias", "yes", r"ModelConfig\.bias must be bool, got 'yes'"),
+    ("bias", 1, r"ModelConfig\.bias must be bool"),
+    ("dropout", "0.1", r"ModelConfig\.dropout must be float"),
+])
+def test_wrong_types(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        ModelConfig(**{field: value})
+    with pytest.raises(ConfigError, match=match):  # the same check from JSON
+        from_dict(ModelConfig, {field: value})
+
+
+def test_an_int_is_a_valid_float():
+    assert ModelConfig(dropout=0).dropout == 0
+    assert TrainConfig(lr=1).lr == 1
+
+
+def test_from_dict_rejects_non_objects():
+    with pytest.raises(ConfigError, match="ModelConfig must be a JSON object, got list"):
+        from_dict(ModelConfig, [1, 2])
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        RunConfig.from_dict({"model": "tiny"})
+
+
+# --- dotted overrides -----------------------------------------------------------------------------
+
+def test_apply_overrides_parses_by_field_type():
+    run = preset("tiny")
+    new = apply_overrides(run, {
+        "model.n_layer": "4",            # int
+        "model.dropout": "0.1",          # float
+        "model.bias": "false",           # bool
+        "model.tie_weights": "0",        # bool
+        "model.position": "sinusoidal",  # Literal
+        "train.lr": "3e-4",              # float, scientific
+        "train.min_lr": "0",             # float from an int string
+        "train.text": "None",            # optional str
+        "train.device": "cpu",           # Literal
+    })
+    assert new.model.n_layer == 4 and type(new.model.n_layer) is int
+    assert new.model.dropout == 0.1
+    assert new.model.bias is False and new.model.tie_weights is False
+    assert new.model.position == "sinusoidal"
+    assert new.train.lr == 3e-4 and new.train.min_lr == 0.0
+    assert new.train.text is None and new.train.device == "cpu"
+    # everything else kept; the original untouched
+    assert new.model.n_embd == run.model.n_embd and new.train.batch_size == run.train.batch_size
+    assert run.model.n_layer == 2 and run.model.bias is True
+    assert dataclasses.replace(new.model, n_layer=2, dropout=0.0, bias=True, tie_weights=True,
+                               position="learned") == run.model
+
+
+def test_apply_overrides_later_keys_see_earlier_ones():
+    new = apply_overrides(RunConfig(), {"train.lr": "0.5", "train.min_lr": "0.4"})
+    assert (new.train.lr, new.train.min_lr) == (0.5, 0.4)
+
+
+def test_apply_overrides_text_path():
+    assert apply_overrides(RunConfig(), {"train.text": "my.txt"}).train.text == "my.txt"
+
+
+@pytest.mark.parametrize("key,raw,match", [
+    ("optim.lr", "1", r"unknown option --optim\.lr"),
+    ("model", "1", r"unknown option --model;"),
+    ("lr", "1", "unknown option --lr"),
+    ("model.n_layers", "4",
+     r"unknown option 'n_layers' in --model options; did you mean 'n_layer'"),
+    ("train.lrr", "1", r"did you mean 'lr'"),
+    ("model.n_layer", "four", r"model\.n_layer must be an integer, got 'four'"),
+    ("model.n_layer", "2.5", r"model\.n_layer must be an integer, got '2\.5'"),
+    ("train.lr", "fast", r"train\.lr must be a number, got 'fast'"),
+    ("model.bias", "maybe", r"model\.bias must be true or false, got 'maybe'"),
+    ("model.position", "rope", r"position must be 'learned' or 'sinusoidal', got 'rope'"),
+    ("model.n_head", "5", r"n_embd must be divisible by n_head \(5\)"),
+    ("model.n_layer", "0", r"n_layer must be a positive integer"),
+])
+def test_apply_overrides_rejects(key, raw, match):
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(preset("tiny"), {key: raw})
+
+
+def test_parse_value_for_sampling_types():
+    hints = typing.get_type_hints(SampleConfig)
+    assert parse_value(hints["top_k"], "none", "top_k") is None
+    assert parse_value(hints["top_k"], "null", "top_k") is None
+    assert parse_value(hints["top_k"], "40", "top_k") == 40
+    assert parse_value(hints["seed"], "7", "seed") == 7
+    assert parse_value(hints["stop"], "\n\n,END", "stop") == ("\n\n", "END")
+    assert parse_value(hints["stop"], "", "stop") == ()
+    for raw in ("true", "True", "1", "yes"):
+        assert parse_value(bool, raw, "x") is True
+    for raw in ("false", "FALSE", "0", "no"):
+        assert parse_value(bool, raw, "x") is False
+    with pytest.raises(ConfigError, match="top_k must be an integer"):
+        parse_value(hints["top_k"], "many", "top_k")
+
+
+# --- presets --------------------------------------------------------------------------------------
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'") as err:
+        preset("nope")
+    for name in PRESETS:
+        assert name in str(err.value)
+
+
+def test_gpt2_preset_values():
+    m = preset("gpt2").model
+    assert (m.vocab_size, m.block_size, m.n_layer, m.n_head, m.n_embd) == (50257, 1024, 12, 12, 768)
+    assert m.bias and m.tie_weights and m.norm_placement == "pre" and m.position == "learned"
+    assert m.activation == "gelu" and m.head_dim == 64
+
+
+# --- sampling -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"temperature": -0.1}, r"SampleConfig\.temperature must be >= 0"),
+    ({"top_p": 0.0}, r"SampleConfig\.top_p must be in \(0, 1\]"),
+    ({"top_p": 1.5}, r"SampleConfig\.top_p must be in \(0, 1\]"),
+    ({"top_p": -0.5}, r"SampleConfig\.top_p must be in \(0, 1\]"),
+    ({"top_k": 0}, r"SampleConfig\.top_k must be >= 1"),
+    ({"top_k": -3}, r"SampleConfig\.top_k must be >= 1"),
+    ({"max_new_tokens": -1}, r"SampleConfig\.max_new_tokens must be >= 0"),
+    ({"repetition_penalty": 0.0}, r"SampleConfig\.repetition_penalty must be positive"),
+    ({"stop": ("end", "")}, r"SampleConfig\.stop must not contain empty strings"),
+    ({"top_k": 2.0}, r"SampleConfig\.top_k must be"),
+])
+def test_sample_config_rejects(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        SampleConfig(**kwargs)
+
+
+def test_sample_config_edges_are_valid():
+    assert SampleConfig(temperature=0).temperature == 0  # greedy
+    assert SampleConfig(top_p=1.0, top_k=1).top_k == 1
+    assert SampleConfig(top_k=None).top_k is None
+    assert from_dict(SampleConfig, {"stop": ["\n\n"]}).stop == ("\n\n",)  # JSON list -> tuple

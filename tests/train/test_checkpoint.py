@@ -1,0 +1,77 @@
+"""Checkpoints: save -> load gives identical logits; a crash while saving loses nothing."""
+
+import pytest
+import torch
+
+from glassformer.errors import GlassformerError
+from glassformer.train import checkpoint as ckpt
+from glassformer.train.loop import train
+
+
+@pytest.fixture
+def run(tiny_cfg, tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_cfg(train__max_steps=4, train__save_every=2), run_dir)
+    return run_dir
+
+
+def test_save_then_load_gives_identical_logits(run):
+    loaded = ckpt.load_run(run)
+    ids = torch.tensor([loaded.tokenizer.encode("From fairest creatures")])
+    again = ckpt.load_run(run)
+    assert torch.equal(loaded.model(ids)[0], again.model(ids)[0])
+    assert loaded.step == 4
+    # The tied matrix is stored once and is tied again after loading.
+    assert again.model.head.weight is again.model.embed.tokens.weight
+
+
+def test_model_state_round_trips_exactly(run, tmp_path):
+    loaded = ckpt.load_run(run)
+    optimizer = torch.optim.AdamW(loaded.model.parameters())
+    ckpt.save_checkpoint(tmp_path / "copy", loaded.model, optimizer, 7, {"torch": torch.get_rng_state()})
+    copy = loaded.model.__class__(loaded.cfg.model)
+    assert ckpt.load_weights(copy, tmp_path / "copy" / ckpt.MODEL) == 7
+    for (name, a), b in zip(loaded.model.state_dict().items(), copy.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(run, monkeypatch):
+    before = {name: (run / name).read_bytes() for name in (ckpt.MODEL, ckpt.STATE)}
+    loaded = ckpt.load_run(run)
+
+    def torch_save_dies_halfway(obj, path):
+        open(path, "wb").write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", torch_save_dies_halfway)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(run, loaded.model, torch.optim.AdamW(loaded.model.parameters()), 99, {})
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert not list(run.glob(".*.tmp"))
+    assert ckpt.load_run(run).step == 4
+
+
+def test_corrupt_weights_give_one_clear_error(run):
+    (run / ckpt.MODEL).write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(GlassformerError, match="corrupt or incomplete"):
+        ckpt.load_run(run)
+
+
+def test_corrupt_trainer_state_gives_one_clear_error(run):
+    (run / ckpt.STATE).write_bytes(b"not a torch file")
+    with pytest.raises(GlassformerError, match="cannot be resumed"):
+        ckpt.load_trainer_state(run)
+
+
+def test_missing_run_and_missing_files_are_named(tmp_path, run):
+    with pytest.raises(GlassformerError, match="no run directory"):
+        ckpt.load_run(tmp_path / "nowhere")
+    (run / ckpt.MODEL).unlink()
+    with pytest.raises(GlassformerError, match="has no model.safetensors"):
+        ckpt.load_run(run)
+
+
+def test_resume_after_the_last_checkpoint_continues_the_metrics(run, tiny_cfg):
+    train(tiny_cfg(train__max_steps=6, train__save_every=2), run, resume=True)
+    steps = [m["step"] for m in ckpt.read_metrics(run) if "lr" in m]
+    assert steps == [1, 2, 3, 4, 5, 6]
