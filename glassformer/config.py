@@ -207,8 +207,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "shakespeare-char": {  # nanoGPT's shakespeare_char, scaled to ~7 minutes on 2 CPU cores
         "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192},
-        "train": {"batch_size": 32, "max_steps": 800, "lr": 2e-3, "min_lr": 2e-4,
-                  "warmup_steps": 50, "eval_every": 200, "eval_batches": 20, "save_every": 200},
+        "train": {"batch_size": 32, "max_steps": 900, "lr": 3e-3, "min_lr": 3e-4,
+                  "warmup_steps": 30, "eval_every": 300, "eval_batches": 10, "save_every": 300},
     },
     "gpt2": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 12, "n_head": 12,
                        "n_embd": 768}},
