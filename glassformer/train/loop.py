@@ -80,6 +80,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
                    f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens | {device}"
                    + (f" | resuming at step {step}" if resume else ""))
     tokens_per_step = tc.batch_size * tc.grad_accum * mc.block_size
+    sample_prompt = "\n" if "\n" in text else text[0]  # samples start at a line break
     started = time.perf_counter()
     last_eval = {}
     model.train()
@@ -109,7 +110,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
             progress.print(f"step {step}: train loss {last_eval['train_loss']:.4f}, "
                            f"val loss {last_eval['val_loss']:.4f}")
             if tc.sample_tokens:
-                progress.print(show_sample(model, tokenizer, tc))
+                progress.print(show_sample(model, tokenizer, sample_prompt, tc))
             model.train()
         if (tc.save_every and step % tc.save_every == 0) or step == tc.max_steps:
             ckpt.save_checkpoint(run_dir, model, optimizer, step, get_rng_state(batches))
@@ -146,9 +147,8 @@ def evaluate(model, train_tokens, val_tokens, tc, device) -> dict:
                 for name, tokens in (("train_loss", train_tokens), ("val_loss", val_tokens))}
 
 
-def show_sample(model, tokenizer, tc) -> str:
+def show_sample(model, tokenizer, prompt: str, tc) -> str:
     """A few lines sampled from the model, framed, so the user watches it learn."""
-    prompt = "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
     cfg = SampleConfig(max_new_tokens=tc.sample_tokens, temperature=0.8, seed=tc.seed)
     text = generate(model, tokenizer, [prompt], cfg)[0]
     return "---- sample ----\n" + text.strip("\n") + "\n----------------"
