@@ -17,8 +17,9 @@ from typing import Literal
 
 from glassformer.errors import ConfigError
 
-Position = Literal["learned", "sinusoidal"]
-Activation = Literal["relu", "gelu"]
+Position = Literal["learned", "sinusoidal", "rope", "none"]
+Activation = Literal["relu", "gelu", "swiglu", "geglu"]
+Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
 AttentionImpl = Literal["sdpa", "math"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -37,6 +38,8 @@ class ModelConfig:
     """Number of transformer blocks."""
     n_head: int = 6
     """Attention heads per block; n_embd must be divisible by it."""
+    n_kv_head: int | None = None
+    """Key/value heads: None = n_head (multi-head), 1 = multi-query, else grouped-query (GQA)."""
     n_embd: int = 384
     """Model width C (the residual stream)."""
     dropout: float = 0.0
@@ -44,13 +47,23 @@ class ModelConfig:
     bias: bool = True
     """Biases in linear layers and LayerNorms (GPT-2 has them)."""
     position: Position = "learned"
-    """How order enters: a learned table or fixed sinusoids, added to the token embeddings."""
+    """How order enters: a learned table or fixed sinusoids added to the token embeddings,
+    rotary embeddings applied to q and k in every attention layer, or none at all."""
+    rope_base: float = 10000.0
+    """RoPE's base: pair i of a head rotates by position * rope_base^(-2i/D)."""
     activation: Activation = "gelu"
-    """Feed-forward non-linearity (exact GELU or ReLU); the hidden size is 4 * n_embd."""
+    """Feed-forward non-linearity: ReLU and exact GELU, or the gated SwiGLU and GeGLU."""
+    ffn_hidden: int | None = None
+    """Feed-forward hidden width; None: 4 * n_embd, or for the gated ones 2/3 of that (rounded
+    up to a multiple of 8), which keeps the parameter count about the same."""
+    norm: Norm = "layernorm"
+    """LayerNorm (centre and scale) or RMSNorm (scale only)."""
     norm_placement: NormPlacement = "pre"
-    """LayerNorm before each sublayer (GPT-2, with a final norm) or after the residual add."""
+    """Norm before each sublayer (GPT-2, with a final norm) or after the residual add."""
+    qk_norm: bool = False
+    """Normalise each head's queries and keys (with `norm`, over D) before attention."""
     norm_eps: float = 1e-5
-    """LayerNorm epsilon."""
+    """Norm epsilon."""
     tie_weights: bool = True
     """Share the token embedding matrix with the LM head."""
     attention: AttentionImpl = "sdpa"
@@ -60,16 +73,42 @@ class ModelConfig:
         _check_types(self)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             _require(self, name, getattr(self, name) > 0, "must be a positive integer")
+        _require(self, "n_kv_head", self.n_kv_head is None or
+                 (self.n_kv_head > 0 and self.n_head % self.n_kv_head == 0),
+                 f"must divide n_head ({self.n_head}): 1 for multi-query, or None")
+        _require(self, "ffn_hidden", self.ffn_hidden is None or self.ffn_hidden > 0,
+                 "must be a positive integer (or None for the default)")
+        _require(self, "rope_base", self.rope_base > 0, "must be positive")
         _require(self, "n_embd", self.n_embd % self.n_head == 0,
                  f"must be divisible by n_head ({self.n_head}); "
                  f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
         _require(self, "dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
         _require(self, "norm_eps", self.norm_eps > 0, "must be positive")
+        _require(self, "position", self.position != "rope" or self.head_dim % 2 == 0,
+                 f"'rope' rotates pairs of channels, so the head dim n_embd/n_head "
+                 f"({self.head_dim}) must be even")
 
     @property
     def head_dim(self) -> int:
         """D = C / H."""
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Hkv: heads of keys and values."""
+        return self.n_kv_head or self.n_head
+
+    @property
+    def gated(self) -> bool:
+        """Whether the feed-forward is a gated linear unit (SwiGLU, GeGLU)."""
+        return self.activation in ("swiglu", "geglu")
+
+    @property
+    def hidden(self) -> int:
+        """The feed-forward hidden width."""
+        if self.ffn_hidden is not None:
+            return self.ffn_hidden
+        return 8 * -(-(2 * 4 * self.n_embd // 3) // 8) if self.gated else 4 * self.n_embd
 
 
 @dataclass(frozen=True)

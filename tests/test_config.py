@@ -35,7 +35,8 @@ def test_non_default_values_round_trip(tmp_path):
         model=ModelConfig(vocab_size=7, block_size=9, n_layer=1, n_head=3, n_embd=12, dropout=0.25,
                           bias=False, position="sinusoidal", activation="relu",
                           norm_placement="post", norm_eps=1e-6, tie_weights=False,
-                          attention="math"),
+                          attention="math", n_kv_head=1, rope_base=500.0, ffn_hidden=40,
+                          norm="rmsnorm", qk_norm=True),
         train=TrainConfig(text="corpus.txt", lr=3e-4, min_lr=0.0, device="cpu", seed=7),
     )
     run.save(tmp_path / "config.json")
@@ -82,6 +83,24 @@ def test_sizes_must_be_positive(name, value):
     assert f"got {value}" in str(err.value)
 
 
+def test_rope_needs_an_even_head_dim():
+    with pytest.raises(ConfigError, match=r"position .*head dim n_embd/n_head \(5\) must be even"):
+        ModelConfig(n_embd=20, n_head=4, position="rope")
+    assert ModelConfig(n_embd=20, n_head=4, position="learned").head_dim == 5
+
+
+@pytest.mark.parametrize("activation,ffn_hidden,expected", [
+    ("gelu", None, 4 * 384), ("relu", None, 4 * 384), ("swiglu", None, 1024),
+    ("geglu", None, 1024), ("swiglu", 1000, 1000), ("gelu", 100, 100)])
+def test_feed_forward_hidden_width(activation, ffn_hidden, expected):
+    assert ModelConfig(activation=activation, ffn_hidden=ffn_hidden).hidden == expected
+
+
+def test_kv_heads_default_to_the_query_heads():
+    assert ModelConfig(n_head=6).kv_heads == 6
+    assert ModelConfig(n_head=6, n_kv_head=2).kv_heads == 2
+
+
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 
@@ -90,6 +109,12 @@ def test_config_error_is_a_value_error():
     ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
     ("dropout", -0.1, r"dropout must be in \[0, 1\)"),
     ("norm_eps", 0.0, "norm_eps must be positive"),
+    ("n_kv_head", 4, r"n_kv_head must divide n_head \(6\)"),
+    ("n_kv_head", 0, r"n_kv_head must divide n_head"),
+    ("ffn_hidden", 0, "ffn_hidden must be a positive integer"),
+    ("rope_base", -1.0, "rope_base must be positive"),
+    ("norm", "batchnorm", r"norm must be 'layernorm' or 'rmsnorm'"),
+    ("activation", "tanh", r"activation must be 'relu' or 'gelu' or 'swiglu' or 'geglu'"),
 ])
 def test_model_ranges(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -122,8 +147,8 @@ def test_unknown_option_suggests_the_near_name():
 
 def test_unknown_literal_lists_the_allowed_values():
     with pytest.raises(ConfigError,
-                       match=r"position must be 'learned' or 'sinusoidal', got 'rope'"):
-        ModelConfig(position="rope")
+                       match=r"position must be 'learned' or 'sinusoidal' or 'rope' or 'none', got 'absolute'"):
+        ModelConfig(position="absolute")
     with pytest.raises(ConfigError, match=r"attention must be 'sdpa' or 'math'"):
         from_dict(ModelConfig, {"attention": "flash"})
 
@@ -203,7 +228,7 @@ def test_apply_overrides_text_path():
     ("model.n_layer", "2.5", r"model\.n_layer must be an integer, got '2\.5'"),
     ("train.lr", "fast", r"train\.lr must be a number, got 'fast'"),
     ("model.bias", "maybe", r"model\.bias must be true or false, got 'maybe'"),
-    ("model.position", "rope", r"position must be 'learned' or 'sinusoidal', got 'rope'"),
+    ("model.position", "absolute", r"position must be 'learned' or 'sinusoidal' or 'rope' or 'none', got 'absolute'"),
     ("model.n_head", "5", r"n_embd must be divisible by n_head \(5\)"),
     ("model.n_layer", "0", r"n_layer must be a positive integer"),
 ])

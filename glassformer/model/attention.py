@@ -3,6 +3,9 @@
 attention(Q, K, V) = softmax(Q K^T / sqrt(D) + mask) V, computed two ways that give the same
 numbers: torch's fused `scaled_dot_product_attention` (default, fast) and the explicit math path
 (scores -> mask -> softmax -> weights @ V), which also returns the weights for inspection.
+
+Grouped-query attention: H query heads share Hkv key/value heads, query head h reading kv head
+h // (H / Hkv). Hkv = H is ordinary multi-head attention, Hkv = 1 multi-query attention.
 """
 
 import math
@@ -12,13 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from glassformer.model.masks import combine
+from glassformer.model.norm import make_norm
+from glassformer.model.rope import Rotary
 
 
 def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
-    """q (B, H, T, D), k and v (B, H, S, D), mask bool broadcastable to (B, H, T, S) or None.
+    """q (B, H, T, D), k and v (B, Hkv, S, D), mask bool broadcastable to (B, H, T, S) or None.
 
     Returns the output (B, H, T, D) and the attention weights (B, H, T, S).
     """
+    groups = q.size(1) // k.size(1)
+    k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D): kv head j serves query heads of group j
+    v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, S)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -28,7 +36,8 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention: fused q,k,v projection, H heads of width D, output projection.
+    """Multi-head self-attention: one fused q,k,v projection, H query heads and Hkv key/value
+    heads of width D, optional QK-norm and rotary positions, output projection.
 
     `weights` is an identity module the math path sends its (B, H, T, S) attention weights
     through, so a forward hook on it captures them without changing the model.
@@ -36,23 +45,36 @@ class SelfAttention(nn.Module):
 
     def __init__(self, cfg, causal: bool = True):
         super().__init__()
-        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # rows: [W_Q; W_K; W_V]
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        kv_width = self.n_kv_head * self.head_dim
+        self.qkv = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * kv_width, bias=cfg.bias)  # [W_Q; W_K; W_V]
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # W_O
+        self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None  # over each head's D
+        self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
+        self.rotary = Rotary(cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None
         self.causal = causal
         self.impl = cfg.attention
         self.dropout = cfg.dropout
         self.weights = nn.Identity()
 
-    def forward(self, x, pad=None, cache=None):
-        """x (B, T, C); pad (B, 1, 1, S) True for real keys, or None; cache a LayerCache or None."""
+    def forward(self, x, pad=None, cache=None, positions=None):
+        """x (B, T, C); pad (B, 1, 1, S) True for real keys, or None; cache a LayerCache or None;
+        positions (T,) or (B, T) for RoPE, by default the T positions after the cached ones."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.qkv(x).split([C, Hkv * D, Hkv * D], dim=2)  # (B, T, C), 2 x (B, T, Hkv*D)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # QK-norm (OLMo 2, Qwen3): before the rotation
+        if self.rotary is not None:
+            if positions is None:
+                start = cache.length if cache is not None else 0
+                positions = torch.arange(start, start + T, device=x.device)  # (T,)
+            q, k = self.rotary(q, k, positions)  # keys are cached already rotated
         if cache is not None:
-            k, v = cache.append(k, v)  # (B, H, S, D), S = cached + T
+            k, v = cache.append(k, v)  # (B, Hkv, S, D), S = cached + T
         y = self._attend(q, k, v, pad)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.proj(y)
@@ -60,14 +82,16 @@ class SelfAttention(nn.Module):
     def _attend(self, q, k, v, pad):
         T, S = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
+        gqa = self.n_kv_head != self.n_head
         if self.impl == "sdpa" and pad is None and (T == S or T == 1):
             # The common cases need no mask tensor: training (causal, T == S) and
             # one-token decoding (the new token sees every cached key).
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=p,
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa,
                                                   is_causal=self.causal and T == S and T > 1)
         mask = combine(T, S, self.causal, pad, q.device)
         if self.impl == "sdpa":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                                  enable_gqa=gqa)
         y, weights = attend_math(q, k, v, mask, p)
         self.weights(weights)
         return y

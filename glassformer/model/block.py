@@ -21,10 +21,10 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.pre_norm = cfg.norm_placement == "pre"
 
-    def forward(self, x, pad=None, cache=None):
+    def forward(self, x, pad=None, cache=None, positions=None):
         # x (B, T, C) -> (B, T, C)
         if self.pre_norm:
-            x = x + self.dropout(self.attn(self.norm1(x), pad, cache))
+            x = x + self.dropout(self.attn(self.norm1(x), pad, cache, positions))
             return x + self.dropout(self.mlp(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attn(x, pad, cache)))
+        x = self.norm1(x + self.dropout(self.attn(x, pad, cache, positions)))
         return self.norm2(x + self.dropout(self.mlp(x)))

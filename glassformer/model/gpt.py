@@ -61,7 +61,7 @@ class GPT(nn.Module):
         pad = padding_mask(key_valid) if key_valid is not None else None  # (B, 1, 1, S)
         x = self.embed(ids, positions)  # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, pad, cache.layers[i] if cache is not None else None)
+            x = block(x, pad, cache.layers[i] if cache is not None else None, positions)
         logits = self.head(self.norm(x))  # (B, T, V)
         if targets is None:
             return logits, None

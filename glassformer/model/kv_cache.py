@@ -7,7 +7,7 @@ import torch
 
 
 class LayerCache:
-    """One attention layer's keys and values: (B, H, max_len, D) buffers, filled up to `length`."""
+    """One attention layer's keys and values: (B, Hkv, max_len, D) buffers, filled up to `length`."""
 
     def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
         self.k = torch.zeros(batch, n_head, max_len, head_dim, device=device, dtype=dtype)
@@ -15,7 +15,7 @@ class LayerCache:
         self.length = 0
 
     def append(self, k: torch.Tensor, v: torch.Tensor):
-        """Store the new (B, H, T, D) keys/values; return all so far, (B, H, S, D) each."""
+        """Store the new (B, Hkv, T, D) keys/values; return all so far, (B, Hkv, S, D) each."""
         start, end = self.length, self.length + k.size(2)
         if end > self.k.size(2):
             raise ValueError(f"KV cache holds {self.k.size(2)} positions; {end} were asked for")
@@ -26,10 +26,11 @@ class LayerCache:
 
 
 class KVCache:
-    """A LayerCache per block, sized for `cfg.block_size` positions."""
+    """A LayerCache per block, sized for `cfg.block_size` positions of the Hkv key/value heads
+    (grouped-query attention shrinks the cache by H / Hkv)."""
 
     def __init__(self, cfg, batch: int, device=None, dtype=torch.float32):
-        self.layers = [LayerCache(batch, cfg.n_head, cfg.block_size, cfg.head_dim, device, dtype)
+        self.layers = [LayerCache(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device, dtype)
                        for _ in range(cfg.n_layer)]
 
     @property

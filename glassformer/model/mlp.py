@@ -1,18 +1,25 @@
-"""Position-wise feed-forward: FFN(x) = W2 act(W1 x + b1) + b2, hidden width 4C."""
+"""Position-wise feed-forward, hidden width F (cfg.hidden):
+
+relu, gelu      FFN(x) = W2 act(W1 x + b1) + b2
+swiglu, geglu   FFN(x) = W2 (act(W_gate x) * (W_up x)), act = SiLU or GELU (Shazeer, 2020)
+"""
 
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swiglu": nn.SiLU, "geglu": nn.GELU}
 
 
 class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        hidden = 4 * cfg.n_embd
-        self.fc = nn.Linear(cfg.n_embd, hidden, bias=cfg.bias)
+        self.fc = nn.Linear(cfg.n_embd, cfg.hidden, bias=cfg.bias)  # W1, or W_gate when gated
+        self.up = nn.Linear(cfg.n_embd, cfg.hidden, bias=cfg.bias) if cfg.gated else None
         self.act = ACTIVATIONS[cfg.activation]()
-        self.proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.hidden, cfg.n_embd, bias=cfg.bias)  # W2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.act(self.fc(x)))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        h = self.act(self.fc(x))  # (B, T, C) -> (B, T, F)
+        if self.up is not None:
+            h = h * self.up(x)  # the gate scales the up projection, (B, T, F)
+        return self.proj(h)  # (B, T, F) -> (B, T, C)

@@ -1,8 +1,10 @@
-"""Positions: attention ignores order, so each position's vector is added to its token's embedding.
+"""Positions added to the token embeddings (attention alone ignores order):
 
 learned     a trained table P (block_size, C), as in GPT-2
 sinusoidal  fixed PE[pos, 2i] = sin(pos / 10000^(2i/C)), PE[pos, 2i+1] = cos(pos / 10000^(2i/C)),
             as in "Attention Is All You Need"
+
+"rope" works inside attention instead (model/rope.py), and "none" adds nothing.
 """
 
 import torch
@@ -42,7 +44,9 @@ class SinusoidalPositions(nn.Module):
 POSITIONS = {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions}
 
 
-def make_positions(cfg) -> nn.Module:
-    """The position module that `cfg.position` names."""
+def make_positions(cfg) -> nn.Module | None:
+    """The module whose vectors `cfg.position` adds to the embeddings, or None."""
+    if cfg.position not in POSITIONS:
+        return None
     return POSITIONS[cfg.position](cfg.block_size, cfg.n_embd)
 

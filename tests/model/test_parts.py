@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from glassformer.config import ModelConfig, preset
 from glassformer.inspect.params import closed_form_count, count_parameters
+from glassformer.model.embedding import Embeddings
 from glassformer.model.gpt import GPT
 from glassformer.model.mlp import MLP
 from glassformer.model.norm import make_norm
@@ -162,3 +163,20 @@ def test_gpt2_small_real_model_count():
 
 def test_gpt2_medium_closed_form():
     assert closed_form_count(preset("gpt2-medium").model) == 354_823_168
+
+
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "none"])
+def test_embeddings_add_what_the_position_word_names(position):
+    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16,
+                      position=position)
+    embed = Embeddings(cfg)
+    ids, positions = torch.tensor([[3, 1, 4, 1]]), torch.arange(4)
+    tokens = embed.tokens.weight[ids]  # (1, 4, C)
+    if position == "learned":
+        expected = tokens + embed.positions.table.weight[:4]
+    elif position == "sinusoidal":
+        # Vaswani et al. 3.4: tokens scaled by sqrt(C) so the unit-size sinusoids don't drown them
+        expected = tokens * 4.0 + sinusoidal_table(8, 16)[:4]
+    else:
+        expected = tokens  # rope acts inside attention; none adds nothing
+    torch.testing.assert_close(embed(ids, positions), expected, atol=1e-6, rtol=0)
