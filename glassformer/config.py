@@ -17,7 +17,7 @@ from typing import Literal
 
 from glassformer.errors import ConfigError
 
-Position = Literal["learned", "sinusoidal", "rope", "none"]
+Position = Literal["learned", "sinusoidal", "rope", "alibi", "none"]
 Activation = Literal["relu", "gelu", "swiglu", "geglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
@@ -48,7 +48,8 @@ class ModelConfig:
     """Biases in linear layers and LayerNorms (GPT-2 has them)."""
     position: Position = "learned"
     """How order enters: a learned table or fixed sinusoids added to the token embeddings,
-    rotary embeddings applied to q and k in every attention layer, or none at all."""
+    rotary embeddings applied to q and k in every attention layer, ALiBi's per-head linear
+    distance penalty added to the attention scores, or none at all."""
     rope_base: float = 10000.0
     """RoPE's base: pair i of a head rotates by position * rope_base^(-2i/D)."""
     activation: Activation = "gelu"
@@ -60,6 +61,9 @@ class ModelConfig:
     """LayerNorm (centre and scale) or RMSNorm (scale only)."""
     norm_placement: NormPlacement = "pre"
     """Norm before each sublayer (GPT-2, with a final norm) or after the residual add."""
+    window: int | None = None
+    """Sliding-window attention: each query sees only the last `window` positions (itself
+    included); None: the whole context."""
     qk_norm: bool = False
     """Normalise each head's queries and keys (with `norm`, over D) before attention."""
     norm_eps: float = 1e-5
@@ -79,6 +83,8 @@ class ModelConfig:
         _require(self, "ffn_hidden", self.ffn_hidden is None or self.ffn_hidden > 0,
                  "must be a positive integer (or None for the default)")
         _require(self, "rope_base", self.rope_base > 0, "must be positive")
+        _require(self, "window", self.window is None or self.window > 0,
+                 "must be a positive integer (or None for the whole context)")
         _require(self, "n_embd", self.n_embd % self.n_head == 0,
                  f"must be divisible by n_head ({self.n_head}); "
                  f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")

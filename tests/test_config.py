@@ -147,7 +147,7 @@ def test_unknown_option_suggests_the_near_name():
 
 def test_unknown_literal_lists_the_allowed_values():
     with pytest.raises(ConfigError,
-                       match=r"position must be 'learned' or 'sinusoidal' or 'rope' or 'none', got 'absolute'"):
+                       match=r"position must be 'learned' or 'sinusoidal' or 'rope' or 'alibi' or 'none', got 'absolute'"):
         ModelConfig(position="absolute")
     with pytest.raises(ConfigError, match=r"attention must be 'sdpa' or 'math'"):
         from_dict(ModelConfig, {"attention": "flash"})
@@ -228,7 +228,7 @@ def test_apply_overrides_text_path():
     ("model.n_layer", "2.5", r"model\.n_layer must be an integer, got '2\.5'"),
     ("train.lr", "fast", r"train\.lr must be a number, got 'fast'"),
     ("model.bias", "maybe", r"model\.bias must be true or false, got 'maybe'"),
-    ("model.position", "absolute", r"position must be 'learned' or 'sinusoidal' or 'rope' or 'none', got 'absolute'"),
+    ("model.position", "absolute", r"position must be 'learned' or 'sinusoidal' or 'rope' or 'alibi' or 'none', got 'absolute'"),
     ("model.n_head", "5", r"n_embd must be divisible by n_head \(5\)"),
     ("model.n_layer", "0", r"n_layer must be a positive integer"),
 ])

@@ -14,13 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glassformer.model.alibi import ALiBi
 from glassformer.model.masks import combine
 from glassformer.model.norm import make_norm
 from glassformer.model.rope import Rotary
 
 
 def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
-    """q (B, H, T, D), k and v (B, Hkv, S, D), mask bool broadcastable to (B, H, T, S) or None.
+    """q (B, H, T, D), k and v (B, Hkv, S, D); mask broadcastable to (B, H, T, S): bool (True =
+    may attend), or float added to the scores (-inf = may not), or None.
 
     Returns the output (B, H, T, D) and the attention weights (B, H, T, S).
     """
@@ -28,8 +30,10 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
     k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D): kv head j serves query heads of group j
     v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, S)
-    if mask is not None:
+    if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask  # a score bias such as ALiBi's, with -inf where masked
     weights = torch.softmax(scores, dim=-1)  # rows sum to 1; masked keys get exactly 0
     dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights  # (B, H, T, D), (B, H, T, S)
@@ -37,7 +41,8 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention: one fused q,k,v projection, H query heads and Hkv key/value
-    heads of width D, optional QK-norm and rotary positions, output projection.
+    heads of width D, optional QK-norm, rotary positions or ALiBi biases and a sliding window,
+    output projection.
 
     `weights` is an identity module the math path sends its (B, H, T, S) attention weights
     through, so a forward hook on it captures them without changing the model.
@@ -52,7 +57,9 @@ class SelfAttention(nn.Module):
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None  # over each head's D
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
         self.rotary = Rotary(cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None
+        self.alibi = ALiBi(cfg.n_head) if cfg.position == "alibi" else None
         self.causal = causal
+        self.window = cfg.window
         self.impl = cfg.attention
         self.dropout = cfg.dropout
         self.weights = nn.Identity()
@@ -83,12 +90,16 @@ class SelfAttention(nn.Module):
         T, S = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         gqa = self.n_kv_head != self.n_head
-        if self.impl == "sdpa" and pad is None and (T == S or T == 1):
+        plain = pad is None and self.alibi is None and self.window is None
+        if self.impl == "sdpa" and plain and (T == S or T == 1):
             # The common cases need no mask tensor: training (causal, T == S) and
             # one-token decoding (the new token sees every cached key).
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa,
                                                   is_causal=self.causal and T == S and T > 1)
-        mask = combine(T, S, self.causal, pad, q.device)
+        mask = combine(T, S, self.causal, pad, q.device, self.window)  # bool or None
+        if self.alibi is not None:
+            bias = self.alibi(T, S).to(q.dtype)  # (H, T, S)
+            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         if self.impl == "sdpa":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                   enable_gqa=gqa)

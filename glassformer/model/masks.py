@@ -6,14 +6,17 @@ so masked keys get exactly zero weight.
 import torch
 
 
-def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
-    """(T, S): query i, the last T of S positions, sees keys up to and including itself.
+def causal_mask(T: int, S: int, device=None, window: int | None = None) -> torch.Tensor:
+    """(T, S): query i, the last T of S positions, sees keys up to and including itself, and
+    with a sliding `window` only the last `window` of those.
 
     With a KV cache the T new queries sit at absolute positions S-T .. S-1.
     """
     q_pos = torch.arange(S - T, S, device=device)[:, None]  # (T, 1)
     k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
-    return k_pos <= q_pos  # (T, S)
+    if window is None:
+        return k_pos <= q_pos  # (T, S)
+    return (k_pos <= q_pos) & (k_pos > q_pos - window)  # (T, S)
 
 
 def padding_mask(key_valid: torch.Tensor) -> torch.Tensor:
@@ -21,14 +24,16 @@ def padding_mask(key_valid: torch.Tensor) -> torch.Tensor:
     return key_valid[:, None, None, :]
 
 
-def combine(T: int, S: int, causal: bool, pad: torch.Tensor | None, device=None):
-    """The full mask for T queries over S keys, or None when nothing is masked.
+def combine(T: int, S: int, causal: bool, pad: torch.Tensor | None, device=None,
+            window: int | None = None):
+    """The full mask for T queries over S keys (causal, within `window` if given), or None
+    when nothing is masked.
 
     With padding, every query also sees itself: a padding query (left padding in a batch of
     prompts) would otherwise see no key at all and its softmax would be NaN. Real queries already
     see themselves, so their outputs do not change.
     """
-    mask = causal_mask(T, S, device) if causal else None  # (T, S)
+    mask = causal_mask(T, S, device, window) if causal else None  # (T, S)
     if pad is None:
         return mask
     mask = pad if mask is None else pad & mask  # (B, 1, T, S) or (B, 1, 1, S)

@@ -1,9 +1,10 @@
 """Every combination of the model's config words builds a working GPT.
 
-position (4) x norm (2) x norm_placement (2) x activation (4) x n_kv_head (MHA, MQA) = 128 tiny
+position (5) x norm (2) x norm_placement (2) x activation (4) x n_kv_head (MHA, MQA) = 160 tiny
 models, each checked for: the parts the words name, parameter count against the closed form,
-causality, KV-cache decoding against the full forward, and SDPA against the math path. A subset
-(every word at least once, and QK-norm) is trained briefly and must learn to use its context.
+causality, KV-cache decoding against the full forward, and SDPA against the math path; QK-norm
+and sliding windows on a few more. A subset (every word at least once) is trained briefly and
+must learn to use its context.
 """
 
 import itertools
@@ -22,7 +23,7 @@ from glassformer.model.gpt import GPT
 from glassformer.model.kv_cache import KVCache
 from glassformer.tokenizers.char import CharTokenizer
 
-POSITIONS = ["learned", "sinusoidal", "rope", "none"]
+POSITIONS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 NORMS = ["layernorm", "rmsnorm"]
 PLACEMENTS = ["pre", "post"]
 ACTIVATIONS = ["relu", "gelu", "swiglu", "geglu"]
@@ -61,8 +62,10 @@ def check_parts(model: GPT, cfg: ModelConfig):
     block = model.blocks[0]
     assert isinstance(block.norm1, norm_type) and isinstance(block.norm2, norm_type)
     assert isinstance(model.norm, norm_type if cfg.norm_placement == "pre" else nn.Identity)
-    assert (model.embed.positions is None) == (cfg.position in ("rope", "none"))
+    assert (model.embed.positions is None) == (cfg.position in ("rope", "alibi", "none"))
     assert (block.attn.rotary is None) == (cfg.position != "rope")
+    assert (block.attn.alibi is None) == (cfg.position != "alibi")
+    assert block.attn.window == cfg.window
     assert (block.attn.q_norm is None) == (not cfg.qk_norm)
     assert (block.mlp.up is None) == (not cfg.gated)
     assert block.mlp.fc.out_features == cfg.hidden
@@ -109,6 +112,23 @@ def test_combination_builds_counts_and_behaves(text_file, position, norm, placem
     check_behaviour(model)
 
 
+WINDOWED = [
+    pytest.param("learned", "layernorm", "pre", "gelu", None, id="learned-mha"),
+    pytest.param("rope", "rmsnorm", "pre", "swiglu", 1, id="rope-mqa"),  # Mistral-like
+    pytest.param("alibi", "layernorm", "post", "relu", None, id="alibi-post"),
+]
+
+
+@pytest.mark.parametrize("position,norm,placement,activation,n_kv_head", WINDOWED)
+def test_sliding_window_combination_builds_counts_and_behaves(text_file, position, norm,
+                                                              placement, activation, n_kv_head):
+    tok, _ = vocab_of(text_file)
+    cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head, window=4)
+    model = build(cfg)
+    check_parts(model, cfg)
+    check_behaviour(model)
+
+
 QK_NORM = [
     pytest.param("rope", "rmsnorm", "pre", "swiglu", 1, id="rope-rmsnorm-pre-swiglu-mqa"),  # Qwen3
     pytest.param("learned", "layernorm", "post", "gelu", None, id="learned-layernorm-post-gelu"),
@@ -138,6 +158,8 @@ TRAINED = [
     pytest.param("rope", "layernorm", "post", "geglu", None, False, id="rope-post-geglu"),
     pytest.param("learned", "rmsnorm", "post", "swiglu", None, True, id="learned-post-qk_norm"),
     pytest.param("none", "rmsnorm", "pre", "geglu", None, False, id="none-rmsnorm-geglu"),
+    pytest.param("alibi", "layernorm", "pre", "gelu", None, False, id="alibi-pre-gelu"),
+    pytest.param("alibi", "rmsnorm", "post", "swiglu", 1, False, id="alibi-post-swiglu-mqa"),
     # Sinusoids of size ~1 drowned the N(0, 0.02) tokens until the tokens were scaled by sqrt(C).
     pytest.param("sinusoidal", "layernorm", "pre", "relu", None, False, id="sinusoidal-pre"),
     pytest.param("sinusoidal", "rmsnorm", "post", "gelu", 1, False, id="sinusoidal-post-mqa"),
