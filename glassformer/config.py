@@ -17,11 +17,11 @@ from typing import Literal
 
 from glassformer.errors import ConfigError
 
-Position = Literal["learned", "sinusoidal", "rope", "alibi", "none"]
+Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
 Activation = Literal["relu", "gelu", "swiglu", "geglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
-AttentionImpl = Literal["sdpa", "math"]
+AttentionImpl = Literal["sdpa", "math", "linear"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char"]
 
@@ -49,9 +49,14 @@ class ModelConfig:
     position: Position = "learned"
     """How order enters: a learned table or fixed sinusoids added to the token embeddings,
     rotary embeddings applied to q and k in every attention layer, ALiBi's per-head linear
-    distance penalty added to the attention scores, or none at all."""
+    distance penalty or T5's learned bucketed relative bias added to the attention scores, or
+    none at all."""
     rope_base: float = 10000.0
     """RoPE's base: pair i of a head rotates by position * rope_base^(-2i/D)."""
+    rel_buckets: int = 32
+    """T5 relative bias: buckets of relative distance (half exact, half logarithmic)."""
+    rel_max_distance: int = 128
+    """T5 relative bias: distances from here on share the last bucket."""
     activation: Activation = "gelu"
     """Feed-forward non-linearity: ReLU and exact GELU, or the gated SwiGLU and GeGLU."""
     ffn_hidden: int | None = None
@@ -71,7 +76,14 @@ class ModelConfig:
     tie_weights: bool = True
     """Share the token embedding matrix with the LM head."""
     attention: AttentionImpl = "sdpa"
-    """torch's fused scaled_dot_product_attention, or the explicit math path (same numbers)."""
+    """Softmax attention through torch's fused scaled_dot_product_attention or the explicit math
+    path (the same numbers), or linear attention (elu+1 feature map, O(T), a different model)."""
+    moe_experts: int = 0
+    """Experts in each feed-forward layer (mixture of experts); 0: one dense feed-forward."""
+    moe_top_k: int = 2
+    """Experts each token is routed to, their gate weights renormalised to sum to 1."""
+    moe_aux_weight: float = 0.01
+    """Weight of the load-balancing loss added to the training loss."""
 
     def __post_init__(self):
         _check_types(self)
@@ -85,6 +97,16 @@ class ModelConfig:
         _require(self, "rope_base", self.rope_base > 0, "must be positive")
         _require(self, "window", self.window is None or self.window > 0,
                  "must be a positive integer (or None for the whole context)")
+        # T5 splits the buckets by direction, then into exact and logarithmic halves.
+        _require(self, "rel_buckets", self.rel_buckets >= 4, "must be at least 4")
+        _require(self, "rel_max_distance", self.rel_max_distance > self.rel_buckets // 2,
+                 f"must be larger than rel_buckets // 2 ({self.rel_buckets // 2}), where the "
+                 "exact buckets end")
+        _require(self, "moe_experts", self.moe_experts >= 0, "must be >= 0 (0: dense)")
+        _require(self, "moe_top_k", self.moe_top_k >= 1 and
+                 (self.moe_experts == 0 or self.moe_top_k <= self.moe_experts),
+                 f"must be in [1, moe_experts={self.moe_experts}]")
+        _require(self, "moe_aux_weight", self.moe_aux_weight >= 0, "must be >= 0")
         _require(self, "n_embd", self.n_embd % self.n_head == 0,
                  f"must be divisible by n_head ({self.n_head}); "
                  f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
@@ -93,6 +115,14 @@ class ModelConfig:
         _require(self, "position", self.position != "rope" or self.head_dim % 2 == 0,
                  f"'rope' rotates pairs of channels, so the head dim n_embd/n_head "
                  f"({self.head_dim}) must be even")
+        # Linear attention never forms the (T, S) scores that these act on.
+        linear = self.attention == "linear"
+        _require(self, "position", not linear or self.position not in ("alibi", "t5"),
+                 "must be 'learned', 'sinusoidal', 'rope' or 'none' with attention='linear' "
+                 "('alibi' and 't5' bias the scores, which linear attention never forms)")
+        _require(self, "window", not linear or self.window is None,
+                 "must be None with attention='linear' (its running sums cover every "
+                 "earlier position)")
 
     @property
     def head_dim(self) -> int:

@@ -3,13 +3,18 @@ presets and sampling settings."""
 
 import dataclasses
 import json
+import re
 import typing
 
 import pytest
 
-from glassformer.config import (PRESETS, ModelConfig, RunConfig, SampleConfig, TrainConfig,
-                                apply_overrides, from_dict, parse_value, preset)
+from glassformer.config import (PRESETS, ModelConfig, Position, RunConfig, SampleConfig,
+                                TrainConfig, apply_overrides, from_dict, parse_value, preset)
 from glassformer.errors import ConfigError
+
+# "position must be 'learned' or 'sinusoidal' or ..., got 'absolute'": every allowed word listed
+ALLOWED_POSITIONS = re.escape(
+    "position must be " + " or ".join(map(repr, typing.get_args(Position))) + ", got 'absolute'")
 
 
 # --- JSON round trip ------------------------------------------------------------------------------
@@ -96,6 +101,12 @@ def test_feed_forward_hidden_width(activation, ffn_hidden, expected):
     assert ModelConfig(activation=activation, ffn_hidden=ffn_hidden).hidden == expected
 
 
+def test_moe_top_k_must_fit_the_experts():
+    with pytest.raises(ConfigError, match=r"moe_top_k must be in \[1, moe_experts=2\], got 3"):
+        ModelConfig(moe_experts=2, moe_top_k=3)
+    assert ModelConfig(moe_experts=0, moe_top_k=2).moe_experts == 0  # dense: top_k unused
+
+
 def test_kv_heads_default_to_the_query_heads():
     assert ModelConfig(n_head=6).kv_heads == 6
     assert ModelConfig(n_head=6, n_kv_head=2).kv_heads == 2
@@ -113,6 +124,10 @@ def test_config_error_is_a_value_error():
     ("n_kv_head", 0, r"n_kv_head must divide n_head"),
     ("ffn_hidden", 0, "ffn_hidden must be a positive integer"),
     ("rope_base", -1.0, "rope_base must be positive"),
+    ("rel_buckets", 3, "rel_buckets must be at least 4"),
+    ("rel_max_distance", 16, r"rel_max_distance must be larger than rel_buckets // 2 \(16\)"),
+    ("moe_experts", -1, r"moe_experts must be >= 0"),
+    ("moe_aux_weight", -0.1, "moe_aux_weight must be >= 0"),
     ("norm", "batchnorm", r"norm must be 'layernorm' or 'rmsnorm'"),
     ("activation", "tanh", r"activation must be 'relu' or 'gelu' or 'swiglu' or 'geglu'"),
 ])
@@ -147,7 +162,7 @@ def test_unknown_option_suggests_the_near_name():
 
 def test_unknown_literal_lists_the_allowed_values():
     with pytest.raises(ConfigError,
-                       match=r"position must be 'learned' or 'sinusoidal' or 'rope' or 'alibi' or 'none', got 'absolute'"):
+                       match=ALLOWED_POSITIONS):
         ModelConfig(position="absolute")
     with pytest.raises(ConfigError, match=r"attention must be 'sdpa' or 'math'"):
         from_dict(ModelConfig, {"attention": "flash"})
@@ -228,7 +243,7 @@ def test_apply_overrides_text_path():
     ("model.n_layer", "2.5", r"model\.n_layer must be an integer, got '2\.5'"),
     ("train.lr", "fast", r"train\.lr must be a number, got 'fast'"),
     ("model.bias", "maybe", r"model\.bias must be true or false, got 'maybe'"),
-    ("model.position", "absolute", r"position must be 'learned' or 'sinusoidal' or 'rope' or 'alibi' or 'none', got 'absolute'"),
+    ("model.position", "absolute", ALLOWED_POSITIONS),
     ("model.n_head", "5", r"n_embd must be divisible by n_head \(5\)"),
     ("model.n_layer", "0", r"n_layer must be a positive integer"),
 ])

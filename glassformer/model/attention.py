@@ -17,6 +17,7 @@ from torch import nn
 from glassformer.model.alibi import ALiBi
 from glassformer.model.masks import combine
 from glassformer.model.norm import make_norm
+from glassformer.model.relative_bias import RelativeBias
 from glassformer.model.rope import Rotary
 
 
@@ -39,16 +40,11 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
     return dropped @ v, weights  # (B, H, T, D), (B, H, T, S)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention: one fused q,k,v projection, H query heads and Hkv key/value
-    heads of width D, optional QK-norm, rotary positions or ALiBi biases and a sliding window,
-    output projection.
+class Projections(nn.Module):
+    """What every attention layer shares: one fused q,k,v projection into H query heads and Hkv
+    key/value heads of width D, optional QK-norm and RoPE, and the output projection W_O."""
 
-    `weights` is an identity module the math path sends its (B, H, T, S) attention weights
-    through, so a forward hook on it captures them without changing the model.
-    """
-
-    def __init__(self, cfg, causal: bool = True):
+    def __init__(self, cfg):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
         kv_width = self.n_kv_head * self.head_dim
@@ -57,7 +53,46 @@ class SelfAttention(nn.Module):
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None  # over each head's D
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
         self.rotary = Rotary(cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None
+
+    def split_heads(self, x):
+        """x (B, T, C) -> q (B, H, T, D), k and v (B, Hkv, T, D), QK-normed if configured."""
+        B, T, C = x.shape
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.qkv(x).split([C, Hkv * D, Hkv * D], dim=2)  # (B, T, C), 2 x (B, T, Hkv*D)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # QK-norm (OLMo 2, Qwen3): before the rotation
+        return q, k, v
+
+    def rotate(self, q, k, positions, cache):
+        """RoPE on q and k (unchanged without it); positions default to the T after the cache."""
+        if self.rotary is None:
+            return q, k
+        if positions is None:
+            start = cache.length if cache is not None else 0
+            positions = torch.arange(start, start + q.size(2), device=q.device)  # (T,)
+        return self.rotary(q, k, positions)
+
+    def merge_heads(self, y):
+        """y (B, H, T, D) -> heads side by side (B, T, C) -> W_O."""
+        B, H, T, D = y.shape
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, H * D))
+
+
+class SelfAttention(Projections):
+    """Softmax multi-head self-attention (grouped-query when Hkv < H), with an optional score bias
+    (ALiBi's, or T5's relative bias: bidirectional when not causal) and a sliding window.
+
+    `weights` is an identity module the math path sends its (B, H, T, S) attention weights
+    through, so a forward hook on it captures them without changing the model.
+    """
+
+    def __init__(self, cfg, causal: bool = True):
+        super().__init__(cfg)
         self.alibi = ALiBi(cfg.n_head) if cfg.position == "alibi" else None
+        self.relative = RelativeBias(cfg, bidirectional=not causal) if cfg.position == "t5" else None
         self.causal = causal
         self.window = cfg.window
         self.impl = cfg.attention
@@ -67,38 +102,26 @@ class SelfAttention(nn.Module):
     def forward(self, x, pad=None, cache=None, positions=None):
         """x (B, T, C); pad (B, 1, 1, S) True for real keys, or None; cache a LayerCache or None;
         positions (T,) or (B, T) for RoPE, by default the T positions after the cached ones."""
-        B, T, C = x.shape
-        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
-        q, k, v = self.qkv(x).split([C, Hkv * D, Hkv * D], dim=2)  # (B, T, C), 2 x (B, T, Hkv*D)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)  # QK-norm (OLMo 2, Qwen3): before the rotation
-        if self.rotary is not None:
-            if positions is None:
-                start = cache.length if cache is not None else 0
-                positions = torch.arange(start, start + T, device=x.device)  # (T,)
-            q, k = self.rotary(q, k, positions)  # keys are cached already rotated
+        q, k, v = self.split_heads(x)  # (B, H, T, D), (B, Hkv, T, D) x 2
+        q, k = self.rotate(q, k, positions, cache)  # keys are cached already rotated
         if cache is not None:
             k, v = cache.append(k, v)  # (B, Hkv, S, D), S = cached + T
-        y = self._attend(q, k, v, pad)  # (B, H, T, D)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
-        return self.proj(y)
+        return self.merge_heads(self._attend(q, k, v, pad))  # (B, H, T, D) -> (B, T, C)
 
     def _attend(self, q, k, v, pad):
         T, S = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         gqa = self.n_kv_head != self.n_head
-        plain = pad is None and self.alibi is None and self.window is None
+        score_bias = self.alibi if self.alibi is not None else self.relative  # at most one is set
+        plain = pad is None and score_bias is None and self.window is None
         if self.impl == "sdpa" and plain and (T == S or T == 1):
             # The common cases need no mask tensor: training (causal, T == S) and
             # one-token decoding (the new token sees every cached key).
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa,
                                                   is_causal=self.causal and T == S and T > 1)
         mask = combine(T, S, self.causal, pad, q.device, self.window)  # bool or None
-        if self.alibi is not None:
-            bias = self.alibi(T, S).to(q.dtype)  # (H, T, S)
+        if score_bias is not None:
+            bias = score_bias(T, S).to(q.dtype)  # (H, T, S)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         if self.impl == "sdpa":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,

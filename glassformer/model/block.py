@@ -7,7 +7,9 @@ post-norm (original):    x = norm1(x + drop(attn(x)));  x = norm2(x + drop(mlp(x
 from torch import nn
 
 from glassformer.model.attention import SelfAttention
+from glassformer.model.linear_attention import LinearAttention
 from glassformer.model.mlp import MLP
+from glassformer.model.moe import MoE
 from glassformer.model.norm import make_norm
 
 
@@ -15,9 +17,9 @@ class Block(nn.Module):
     def __init__(self, cfg, causal: bool = True):
         super().__init__()
         self.norm1 = make_norm(cfg)
-        self.attn = SelfAttention(cfg, causal)
+        self.attn = (LinearAttention if cfg.attention == "linear" else SelfAttention)(cfg, causal)
         self.norm2 = make_norm(cfg)
-        self.mlp = MLP(cfg)
+        self.mlp = MoE(cfg) if cfg.moe_experts else MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.pre_norm = cfg.norm_placement == "pre"
 

@@ -49,7 +49,8 @@ class GPT(nn.Module):
         key_valid (B, S) True for real tokens over all S keys (cached + new), for padded batches.
         cache a KVCache, filled in place.
 
-        Returns logits (B, T, V) and the mean cross-entropy (or None without targets).
+        Returns logits (B, T, V) and the mean cross-entropy (or None without targets); in
+        training mode with experts, plus moe_aux_weight * the layers' load-balancing losses.
         """
         T = ids.size(1)
         start = cache.length if cache is not None else 0
@@ -66,4 +67,8 @@ class GPT(nn.Module):
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        if self.cfg.moe_experts and self.training:
+            # Mixture of experts: training also minimises each router's load-balancing loss;
+            # evaluation reports the cross-entropy alone.
+            loss = loss + self.cfg.moe_aux_weight * sum(block.mlp.aux_loss for block in self.blocks)
         return logits, loss
