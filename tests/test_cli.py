@@ -113,3 +113,26 @@ def test_corrupt_checkpoint_is_one_clear_line(run_dir, capsys):
     capsys.readouterr()
     assert main(["sample", str(run_dir)]) == 2
     assert "corrupt" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("words", [
+    ["--model.position=rope", "--model.norm=rmsnorm", "--model.activation=swiglu",
+     "--model.n_kv_head=1", "--model.bias=false", "--model.qk_norm=true"],
+    ["--model.position=alibi", "--model.window=8", "--model.moe_experts=2",
+     "--model.moe_top_k=1"],
+    ["--model.position=t5", "--model.norm_placement=post", "--model.activation=geglu"],
+    ["--model.attention=linear", "--model.position=none", "--model.tie_weights=false"],
+])
+def test_parts_chosen_on_the_command_line_train_save_and_sample(words, tmp_path, text_file,
+                                                                capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--text", str(text_file), "--out", str(out),
+                 "--max-steps", "4", *words]) == 0
+    saved = json.loads((out / "config.json").read_text())["model"]
+    for word in words:
+        key, value = word[len("--model."):].split("=")
+        assert str(saved[key]).lower() == value, key
+    capsys.readouterr()
+    assert main(["sample", str(out), "--prompt", "From", "--max-new-tokens", "40",
+                 "--seed", "1"]) == 0  # 4 + 40 tokens: past the 32-token window, so it slides
+    assert len(capsys.readouterr().out) == len("From") + 40 + 1
