@@ -86,3 +86,39 @@ def check_learns_from_context(text_file):
         assert final < losses[0] - 0.3
         assert final < unigram_entropy - 0.1, (final, unigram_entropy)
     return check
+
+
+@pytest.fixture
+def check_causal():
+    """A check that changing every token after t never changes a model's logits at <= t, and
+    does change them after t, for t near the start, in the middle and near the end of `ids`."""
+    def check(model, ids):
+        B, T = ids.shape
+        V = model.cfg.vocab_size
+        with torch.no_grad():
+            base, _ = model(ids)  # (B, T, V)
+            for t in (0, T // 2, T - 2):
+                shift = 1 + torch.randint(V - 1, (B, T - 1 - t))  # never 0 mod V
+                changed = ids.clone()
+                changed[:, t + 1:] = (ids[:, t + 1:] + shift) % V
+                logits, _ = model(changed)
+                torch.testing.assert_close(logits[:, :t + 1], base[:, :t + 1], atol=1e-6, rtol=0)
+                assert (logits[:, t + 1:] - base[:, t + 1:]).abs().max() > 1e-4
+    return check
+
+
+@pytest.fixture
+def check_cached_decoding():
+    """A check that prefilling the first `prefill` tokens of `ids` into a KV cache and then
+    feeding the rest one at a time gives the logits of one full forward (1e-5)."""
+    from glassformer.model.kv_cache import KVCache
+
+    def check(model, ids, prefill=5):
+        with torch.no_grad():
+            full, _ = model(ids)  # (B, T, V)
+            cache = KVCache(model.cfg, batch=ids.size(0))
+            parts = [model(ids[:, :prefill], cache=cache)[0]]
+            parts += [model(ids[:, t:t + 1], cache=cache)[0] for t in range(prefill, ids.size(1))]
+        assert cache.length == ids.size(1)
+        torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
+    return check

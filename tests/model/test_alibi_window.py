@@ -8,7 +8,6 @@ from glassformer.config import ModelConfig
 from glassformer.model.alibi import ALiBi, alibi_slopes
 from glassformer.model.attention import SelfAttention, attend_math
 from glassformer.model.gpt import GPT
-from glassformer.model.kv_cache import KVCache
 from glassformer.model.masks import causal_mask
 
 
@@ -106,14 +105,9 @@ def test_sliding_window_attention_equals_a_dense_hand_mask(attention, n_kv_head)
     assert (weights[..., ~hand] == 0).all()
 
 
-def test_sliding_window_kv_cache_past_the_window_equals_full_forward():
+def test_sliding_window_kv_cache_past_the_window_equals_full_forward(check_cached_decoding):
     cfg = ModelConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, window=4,
                       position="rope")
     torch.manual_seed(0)
     model = GPT(cfg).eval()
-    ids = torch.randint(13, (2, 20))
-    full, _ = model(ids)
-    cache = KVCache(cfg, batch=2)
-    steps = [model(ids[:, :3], cache=cache)[0]]
-    steps += [model(ids[:, t:t + 1], cache=cache)[0] for t in range(3, 20)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+    check_cached_decoding(model, torch.randint(13, (2, 20)), prefill=3)

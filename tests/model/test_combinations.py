@@ -20,7 +20,6 @@ from glassformer.data.lm import get_batch
 from glassformer.inspect.params import closed_form_count, count_parameters
 from glassformer.model.gpt import GPT
 from glassformer.tokenizers.char import CharTokenizer
-from glassformer.model.kv_cache import KVCache
 from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
 
@@ -79,33 +78,21 @@ def check_parts(model: GPT, cfg: ModelConfig):
     assert count_parameters(model) == closed_form_count(cfg)
 
 
-def check_behaviour(model: GPT):
-    """Causality and KV-cache decoding for this model, and the same weights on the math path
-    give the same logits."""
-    V = model.cfg.vocab_size
-    math_model = GPT(ModelConfig(**{**model.cfg.__dict__, "attention": "math"})).eval()
-    math_model.load_state_dict(model.state_dict())
-    torch.manual_seed(1)
-    ids = torch.randint(V, (2, BLOCK))
-    with torch.no_grad():
-        base, _ = model(ids)
-        torch.testing.assert_close(math_model(ids)[0], base, atol=1e-5, rtol=0)
+@pytest.fixture
+def check_behaviour(check_causal, check_cached_decoding):
+    """A check of causality and KV-cache decoding for a model and for the same weights on the
+    math path, which must give the same logits."""
+    def check(model: GPT):
+        math_model = GPT(ModelConfig(**{**model.cfg.__dict__, "attention": "math"})).eval()
+        math_model.load_state_dict(model.state_dict())
+        torch.manual_seed(1)
+        ids = torch.randint(model.cfg.vocab_size, (2, BLOCK))
+        with torch.no_grad():
+            torch.testing.assert_close(math_model(ids)[0], model(ids)[0], atol=1e-5, rtol=0)
         for m in (model, math_model):
-            full, _ = m(ids)
-            # causality: changing every token after t leaves the logits at <= t alone
-            for t in (0, 7, BLOCK - 2):
-                changed = ids.clone()
-                shift = 1 + torch.randint(V - 1, (2, BLOCK - 1 - t))  # never 0 mod V
-                changed[:, t + 1:] = (ids[:, t + 1:] + shift) % V
-                logits, _ = m(changed)
-                torch.testing.assert_close(logits[:, :t + 1], full[:, :t + 1], atol=1e-6, rtol=0)
-                assert (logits[:, t + 1:] - full[:, t + 1:]).abs().max() > 1e-4
-            # KV cache: prefill 5, then one token at a time up to 12
-            cache = KVCache(m.cfg, batch=2)
-            parts = [m(ids[:, :5], cache=cache)[0]]
-            parts += [m(ids[:, t:t + 1], cache=cache)[0] for t in range(5, 12)]
-            assert cache.length == 12
-            torch.testing.assert_close(torch.cat(parts, dim=1), full[:, :12], atol=1e-5, rtol=0)
+            check_causal(m, ids)
+            check_cached_decoding(m, ids[:, :12])
+    return check
 
 
 def check_training_lowers_the_loss(model: GPT, text: str, tok: CharTokenizer):
@@ -126,7 +113,7 @@ def check_training_lowers_the_loss(model: GPT, text: str, tok: CharTokenizer):
 
 
 @pytest.mark.parametrize("position,norm,placement,activation,n_kv_head,moe_experts", COMBOS)
-def test_combination_builds_counts_behaves_and_trains(text_file, position, norm, placement,
+def test_combination_builds_counts_behaves_and_trains(text_file, check_behaviour, position, norm, placement,
                                                       activation, n_kv_head, moe_experts):
     tok, text = vocab_of(text_file)
     cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head,
@@ -145,7 +132,7 @@ WINDOWED = [
 
 
 @pytest.mark.parametrize("position,norm,placement,activation,n_kv_head", WINDOWED)
-def test_sliding_window_combination_builds_counts_and_behaves(text_file, position, norm,
+def test_sliding_window_combination_builds_counts_and_behaves(text_file, check_behaviour, position, norm,
                                                               placement, activation, n_kv_head):
     tok, _ = vocab_of(text_file)
     cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head, window=4)
@@ -162,7 +149,7 @@ QK_NORM = [
 
 
 @pytest.mark.parametrize("position,norm,placement,activation,n_kv_head", QK_NORM)
-def test_qk_norm_combination_builds_counts_and_behaves(text_file, position, norm, placement,
+def test_qk_norm_combination_builds_counts_and_behaves(text_file, check_behaviour, position, norm, placement,
                                                        activation, n_kv_head):
     tok, _ = vocab_of(text_file)
     cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head, qk_norm=True)
