@@ -144,7 +144,10 @@ class ModelConfig:
         """The feed-forward hidden width."""
         if self.ffn_hidden is not None:
             return self.ffn_hidden
-        return 8 * -(-(2 * 4 * self.n_embd // 3) // 8) if self.gated else 4 * self.n_embd
+        if not self.gated:
+            return 4 * self.n_embd
+        two_thirds = 2 * 4 * self.n_embd // 3
+        return (two_thirds + 7) // 8 * 8  # rounded up to a multiple of 8
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ def generate(model, tokenizer, prompts: list[str], cfg) -> list[str]:
             for row, token in enumerate(next_ids.tolist()):
                 if not done[row]:
                     new[row].append(token)
-                    done[row] = _stop_index(tokenizer.decode(new[row]), cfg.stop) is not None
+                    if cfg.stop:  # decoding the row's text each step only when it can stop early
+                        done[row] = _stop_index(tokenizer.decode(new[row]), cfg.stop) is not None
             if all(done):
                 break
     texts = [tokenizer.decode(ids) for ids in new]

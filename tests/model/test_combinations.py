@@ -19,6 +19,7 @@ from glassformer.config import ModelConfig
 from glassformer.data.lm import get_batch
 from glassformer.inspect.params import closed_form_count, count_parameters
 from glassformer.model.gpt import GPT
+from tests.helpers import lively_gpt
 from glassformer.tokenizers.char import CharTokenizer
 from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
@@ -46,16 +47,6 @@ def config(vocab_size, position, norm, placement, activation, n_kv_head, **kw) -
     return ModelConfig(vocab_size=vocab_size, block_size=BLOCK, n_layer=2, n_head=4, n_embd=16,
                        n_kv_head=n_kv_head, position=position, norm=norm,
                        norm_placement=placement, activation=activation, **kw)
-
-
-def build(cfg: ModelConfig, seed=0) -> GPT:
-    torch.manual_seed(seed)
-    model = GPT(cfg).eval()
-    with torch.no_grad():  # biases and gains start at 0 and 1; make every parameter matter
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
 
 
 def check_parts(model: GPT, cfg: ModelConfig):
@@ -118,7 +109,7 @@ def test_combination_builds_counts_behaves_and_trains(text_file, check_behaviour
     tok, text = vocab_of(text_file)
     cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head,
                  moe_experts=moe_experts)
-    model = build(cfg)
+    model = lively_gpt(cfg)
     check_parts(model, cfg)
     check_behaviour(model)
     check_training_lowers_the_loss(model, text, tok)
@@ -136,7 +127,7 @@ def test_sliding_window_combination_builds_counts_and_behaves(text_file, check_b
                                                               placement, activation, n_kv_head):
     tok, _ = vocab_of(text_file)
     cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head, window=4)
-    model = build(cfg)
+    model = lively_gpt(cfg)
     check_parts(model, cfg)
     check_behaviour(model)
 
@@ -153,7 +144,7 @@ def test_qk_norm_combination_builds_counts_and_behaves(text_file, check_behaviou
                                                        activation, n_kv_head):
     tok, _ = vocab_of(text_file)
     cfg = config(tok.vocab_size, position, norm, placement, activation, n_kv_head, qk_norm=True)
-    model = build(cfg)
+    model = lively_gpt(cfg)
     check_parts(model, cfg)
     assert model.blocks[0].attn.q_norm.weight.shape == (cfg.head_dim,)
     check_behaviour(model)

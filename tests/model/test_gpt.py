@@ -9,6 +9,7 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.model.gpt import GPT
+from tests.helpers import lively_gpt
 from glassformer.model.kv_cache import KVCache
 
 VOCAB = 23
@@ -21,13 +22,7 @@ def tiny(**kw) -> ModelConfig:
 
 
 def build(seed=0, **kw) -> GPT:
-    torch.manual_seed(seed)
-    model = GPT(tiny(**kw)).eval()
-    with torch.no_grad():  # biases and gains start at 0 and 1; make every parameter matter
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return lively_gpt(tiny(**kw), seed)
 
 
 VARIANTS = [dict(attention=a, norm_placement=n, position=p) for a, n, p in

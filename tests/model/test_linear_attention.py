@@ -14,6 +14,7 @@ from glassformer.errors import ConfigError
 from glassformer.generate.sampler import generate
 from glassformer.inspect.params import closed_form_count, count_parameters
 from glassformer.model.gpt import GPT
+from tests.helpers import lively_gpt
 from glassformer.tokenizers.char import CharTokenizer
 from glassformer.model.kv_cache import KVCache
 from glassformer.model.linear_attention import LinearAttention
@@ -32,13 +33,7 @@ def cfg(**kw) -> ModelConfig:
 
 
 def build(seed=0, **kw) -> GPT:
-    torch.manual_seed(seed)
-    model = GPT(cfg(**kw)).eval()
-    with torch.no_grad():  # biases and gains start at 0 and 1; make every parameter matter
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return lively_gpt(cfg(**kw), seed)
 
 
 # --- the running sums against the quadratic form ------------------------------------------------

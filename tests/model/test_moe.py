@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from glassformer.config import ModelConfig
 from glassformer.inspect.params import closed_form_count, count_parameters
 from glassformer.model.gpt import GPT
+from tests.helpers import lively_gpt
 from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
 
@@ -134,13 +135,7 @@ def test_aux_loss_grows_when_one_expert_takes_everything():
 # --- in a GPT ------------------------------------------------------------------------------------
 
 def build(seed=0, **kw) -> GPT:
-    torch.manual_seed(seed)
-    model = GPT(moe_cfg(**kw)).eval()
-    with torch.no_grad():  # biases and gains start at 0 and 1; make every parameter matter
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return lively_gpt(moe_cfg(**kw), seed)
 
 
 def test_dense_blocks_without_experts():
