@@ -9,3 +9,12 @@ Importing the package stays light (no torch); import the parts you need, e.g.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """`glassformer.from_pretrained`, imported (with torch) on first use."""
+    if name == "from_pretrained":
+        from glassformer.interop.hf import from_pretrained
+
+        return from_pretrained
+    raise AttributeError(f"module 'glassformer' has no attribute {name!r}")

@@ -5,6 +5,14 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer sample RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] ...
   glassformer eval RUN [--text PATH]
   glassformer info RUN
+  glassformer classify RUN --text TEXT              (a bert run trained on the genre task)
+  glassformer translate RUN --src TEXT [--beam K]   (an encdec run)
+  glassformer tokenizer train --vocab-size N [--text PATH] [--out FILE]
+  glassformer convert SRC DST
+  glassformer inspect params|memory|shapes|attention|positions|next SOURCE [--out DIR] ...
+  glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N] [--out DIR]
+  glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora] [--compare]
+  glassformer train --nproc N ...                   (the same train, in N processes: torchrun)
 """
 
 from __future__ import annotations
@@ -16,13 +24,19 @@ from pathlib import Path
 
 from glassformer import config as C
 from glassformer.errors import ConfigError, GlassformerError
+from glassformer.finetune import commands as finetune_commands
+from glassformer.inspect.commands import add_commands as add_inspect_commands
+from glassformer.interop import commands as interop_commands
+from glassformer.tokenizers import commands as tokenizer_commands
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
-        args.overrides = parse_overrides(extra) if args.command == "train" else _no_extra(extra)
+        takes_overrides = args.command in ("train", "inspect", "compare", "finetune")
+        args.overrides = parse_overrides(extra) if takes_overrides else _no_extra(extra)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return args.run(args)
     except GlassformerError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -45,10 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="shakespeare-char",
                    help=f"starting config: {', '.join(C.PRESETS)} (default: shakespeare-char)")
     p.add_argument("--text", help="UTF-8 text file to train on (default: Shakespeare's works)")
+    p.add_argument("--pairs", help="task 'pairs': a TSV file of source<TAB>target lines "
+                                   "(default: numbers and their English words)")
     p.add_argument("--out", help="run directory (default: runs/PRESET)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (same as --train.max_steps)")
     p.add_argument("--save-every", type=int, help="checkpoint interval (--train.save_every)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes on this machine (one per GPU, or CPU processes), started "
+                        "with torchrun; the global batch stays the same (default: 1)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("sample", help="generate text from a trained run")
@@ -73,6 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="a run's config, parameter count and last metrics")
     p.add_argument("run_dir", metavar="RUN")
     p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("classify", help="the genre of passages, by a trained classifier run")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--text", action="append", required=True, help="a passage (repeatable)")
+    p.set_defaults(run=cmd_classify)
+
+    p = sub.add_parser("translate", help="decode sources with a trained encoder-decoder run")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--src", action="append", required=True, help="a source string (repeatable)")
+    p.add_argument("--beam", type=int, default=1, help="beam size; 1 = greedy (default)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search ranks by score / length ** this (default: %(default)s)")
+    p.set_defaults(run=cmd_translate)
+
+    tokenizer_commands.add_commands(sub)
+    interop_commands.add_commands(sub)
+    finetune_commands.add_commands(sub)
+    add_inspect_commands(sub)
     return parser
 
 
@@ -93,6 +130,19 @@ def parse_overrides(extra: list[str]) -> dict[str, str]:
     return overrides
 
 
+def without_option(argv: list[str], option: str) -> list[str]:
+    """`argv` without `option VALUE` or `option=VALUE`."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
+
 def _no_extra(extra: list[str]) -> dict:
     if extra:
         raise ConfigError(f"unrecognised arguments: {' '.join(extra)}")
@@ -102,7 +152,11 @@ def _no_extra(extra: list[str]) -> dict:
 def cmd_train(args) -> int:
     from glassformer.train.loop import train
 
-    flags = {"train.text": args.text, "train.max_steps": args.max_steps,
+    if args.nproc > 1:  # torchrun starts this command again in each process, without --nproc
+        from glassformer.train.distributed import launch
+
+        return launch(args.nproc, without_option(args.argv, "--nproc"))
+    flags = {"train.text": args.text, "train.pairs": args.pairs, "train.max_steps": args.max_steps,
              "train.save_every": args.save_every}
     overrides = {k: str(v) for k, v in flags.items() if v is not None} | args.overrides
     out = Path(args.out or Path("runs") / args.preset)
@@ -131,6 +185,7 @@ def cmd_sample(args) -> int:
                          repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
                          seed=args.seed)
     run = load_run(args.run_dir, pick_device())
+    _require_family(run, ("gpt",), "sample")
     sys.stdout.write(args.prompt)
     for piece in stream(run.model, run.tokenizer, args.prompt, cfg):
         sys.stdout.write(piece)
@@ -150,6 +205,7 @@ def cmd_eval(args) -> int:
 
     device = pick_device()
     run = load_run(args.run_dir, device)
+    _require_family(run, ("gpt", "lstm"), "eval")
     if args.text:
         tokens = np.array(run.tokenizer.encode(load_text(args.text)), dtype=np.int64)
         where = args.text
@@ -158,7 +214,9 @@ def cmd_eval(args) -> int:
         tokens = split(token_file(load_text(tc.text), run.tokenizer), tc.val_fraction)[1]
         where = "the validation split"
     check_enough(tokens, 1, "evaluation")
-    result = evaluate_tokens(run.model, tokens, device=device)
+    # bits per character need the characters: one per token only for a char tokenizer
+    n_chars = len(run.tokenizer.decode(tokens[1:]))  # the predicted tokens' text
+    result = evaluate_tokens(run.model, tokens, device=device, n_chars=n_chars)
     print(f"{where}: {result['tokens']:,} tokens | loss {result['loss']:.4f} | "
           f"perplexity {result['perplexity']:.3f} | {result['bits_per_char']:.4f} bits/char")
     return 0
@@ -178,3 +236,39 @@ def cmd_info(args) -> int:
         print(f"last evaluation: step {last['step']}, train loss {last['train_loss']:.4f}, "
               f"val loss {last['val_loss']:.4f}")
     return 0
+
+
+def cmd_classify(args) -> int:
+    from glassformer.classify import classify
+    from glassformer.train.checkpoint import load_run
+    from glassformer.train.device import pick_device
+
+    run = load_run(args.run_dir, pick_device())
+    _require_family(run, ("bert",), "classify")
+    for text, probs in zip(args.text, classify(run.model, run.tokenizer, args.text)):
+        label = next(iter(probs))
+        print(f"{label}  ({', '.join(f'{g} {p:.2f}' for g, p in probs.items())})  "
+              f"{text[:60]!r}")
+    return 0
+
+
+def cmd_translate(args) -> int:
+    from glassformer.generate.beam import translate
+    from glassformer.train.checkpoint import load_run
+    from glassformer.train.device import pick_device
+
+    if args.beam < 1:
+        raise ConfigError("--beam must be at least 1 (1 = greedy)")
+    run = load_run(args.run_dir, pick_device())
+    _require_family(run, ("encdec",), "translate")
+    for src, out in zip(args.src, translate(run.model, run.tokenizer, args.src, args.beam,
+                                            args.length_penalty)):
+        print(f"{src}\t{out}")
+    return 0
+
+
+def _require_family(run, families: tuple[str, ...], command: str) -> None:
+    if run.cfg.model.family not in families:
+        raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
+                               f"this one is a {run.cfg.model.family} model "
+                               f"(task {run.cfg.train.task!r})")

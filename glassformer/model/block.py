@@ -1,12 +1,14 @@
-"""A transformer block: attention then feed-forward, each wrapped in a residual connection and a norm.
+"""A transformer block: attention then feed-forward, each wrapped in a residual connection and a
+norm; a decoder block of an encoder-decoder has cross-attention to the encoder output between.
 
-pre-norm  (GPT-2):       x = x + drop(attn(norm1(x)));  x = x + drop(mlp(norm2(x)))
-post-norm (original):    x = norm1(x + drop(attn(x)));  x = norm2(x + drop(mlp(x)))
+pre-norm  (GPT-2):       x = x + drop(sublayer(norm(x)))      for each sublayer in turn
+post-norm (original):    x = norm(x + drop(sublayer(x)))
 """
 
 from torch import nn
 
 from glassformer.model.attention import SelfAttention
+from glassformer.model.cross_attention import CrossAttention
 from glassformer.model.linear_attention import LinearAttention
 from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
@@ -14,19 +16,26 @@ from glassformer.model.norm import make_norm
 
 
 class Block(nn.Module):
-    def __init__(self, cfg, causal: bool = True):
+    def __init__(self, cfg, causal: bool = True, cross: bool = False):
         super().__init__()
         self.norm1 = make_norm(cfg)
         self.attn = (LinearAttention if cfg.attention == "linear" else SelfAttention)(cfg, causal)
+        self.norm_cross = make_norm(cfg) if cross else None
+        self.cross = CrossAttention(cfg) if cross else None
         self.norm2 = make_norm(cfg)
         self.mlp = MoE(cfg) if cfg.moe_experts else MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.pre_norm = cfg.norm_placement == "pre"
 
-    def forward(self, x, pad=None, cache=None, positions=None):
-        # x (B, T, C) -> (B, T, C)
+    def forward(self, x, pad=None, cache=None, positions=None, memory=None, memory_pad=None):
+        """x (B, T, C) -> (B, T, C). pad (B, 1, 1, S) marks real keys; memory (B, S_src, C) and
+        memory_pad (B, 1, 1, S_src) are the encoder output and its padding (decoder blocks)."""
+        x = self.residual(x, self.norm1, lambda h: self.attn(h, pad, cache, positions))
+        if self.cross is not None:
+            x = self.residual(x, self.norm_cross, lambda h: self.cross(h, memory, memory_pad, cache))
+        return self.residual(x, self.norm2, self.mlp)
+
+    def residual(self, x, norm, sublayer):
         if self.pre_norm:
-            x = x + self.dropout(self.attn(self.norm1(x), pad, cache, positions))
-            return x + self.dropout(self.mlp(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attn(x, pad, cache, positions)))
-        return self.norm2(x + self.dropout(self.mlp(x)))
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))

@@ -1,4 +1,5 @@
-"""Token embedding: ids index a table E (V, C); absolute positions, if any, are added; dropout.
+"""Token embedding: ids index a table E (V, C); absolute positions, if any, and BERT's segment
+(token-type) vectors, if any, are added; then an optional norm (BERT, BART) and dropout.
 
 With fixed sinusoids (values of size ~1) the token vectors are scaled by sqrt(C), as in
 "Attention Is All You Need" (section 3.4); otherwise N(0, 0.02) tokens would drown in them.
@@ -9,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from glassformer.model.norm import make_norm
 from glassformer.model.position import make_positions
 
 
@@ -17,12 +19,20 @@ class Embeddings(nn.Module):
         super().__init__()
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.positions = make_positions(cfg)
+        self.types = nn.Embedding(cfg.type_vocab_size, cfg.n_embd) if cfg.type_vocab_size else None
+        self.norm = make_norm(cfg) if cfg.embed_norm else None
         self.scale = math.sqrt(cfg.n_embd) if cfg.position == "sinusoidal" else 1.0
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        # ids (B, T); positions (T,) shared by the batch or (B, T) per sequence
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor,
+                token_types: torch.Tensor | None = None) -> torch.Tensor:
+        # ids (B, T); positions (T,) shared by the batch or (B, T) per sequence;
+        # token_types (B, T) segment ids, default 0 (BERT's "sentence A")
         x = self.tokens(ids) * self.scale  # (B, T, C)
+        if self.types is not None:
+            x = x + self.types(token_types if token_types is not None else torch.zeros_like(ids))
         if self.positions is not None:
             x = x + self.positions(positions)  # (B, T, C)
+        if self.norm is not None:
+            x = self.norm(x)
         return self.dropout(x)

@@ -14,6 +14,13 @@ class LayerCache:
         self.k = torch.zeros(batch, n_head, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.length = 0
+        self.memory_kv = None  # cross-attention: the encoder output's (k, v), computed once
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows `rows` (B',) in that order (beam search follows its beams' parents)."""
+        self.k, self.v = self.k[rows], self.v[rows]
+        if self.memory_kv is not None:
+            self.memory_kv = tuple(t[rows] for t in self.memory_kv)
 
     def append(self, k: torch.Tensor, v: torch.Tensor):
         """Store the new (B, Hkv, T, D) keys/values; return all so far, (B, Hkv, S, D) each."""
@@ -54,6 +61,10 @@ class KVCache:
         else:
             self.layers = [LayerCache(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device,
                                       dtype) for _ in range(cfg.n_layer)]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        for layer in self.layers:
+            layer.reorder(rows)
 
     @property
     def length(self) -> int:

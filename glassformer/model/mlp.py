@@ -1,13 +1,16 @@
 """Position-wise feed-forward, hidden width F (cfg.hidden):
 
-relu, gelu      FFN(x) = W2 act(W1 x + b1) + b2
+relu, gelu      FFN(x) = W2 act(W1 x + b1) + b2  (gelu: exact; gelu_tanh: GPT-2's tanh approximation)
 swiglu, geglu   FFN(x) = W2 (act(W_gate x) * (W_up x)), act = SiLU or GELU (Shazeer, 2020)
 """
+
+from functools import partial
 
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swiglu": nn.SiLU, "geglu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "gelu_tanh": partial(nn.GELU, approximate="tanh"),
+               "swiglu": nn.SiLU, "geglu": nn.GELU}
 
 
 class MLP(nn.Module):

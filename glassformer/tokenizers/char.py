@@ -25,45 +25,60 @@ class UnknownCharactersError(GlassformerError):
 
 
 class CharTokenizer:
-    """Maps each character to its position in a sorted vocabulary (ids 0 .. V-1)."""
+    """Maps each character to its position in a sorted vocabulary. Special tokens such as
+    [PAD] or [MASK], if any, come first (ids 0 .. k-1); text never encodes to them."""
 
-    def __init__(self, chars: list[str]):
+    def __init__(self, chars: list[str], specials: list[str] = ()):
         if (not isinstance(chars, list) or len(set(chars)) != len(chars)
                 or not all(isinstance(c, str) and len(c) == 1 for c in chars)):
             raise GlassformerError("a char tokenizer needs a list of distinct single characters")
-        self.chars = chars
-        self.ids = {c: i for i, c in enumerate(chars)}
+        if not all(isinstance(s, str) and len(s) > 1 for s in specials):
+            raise GlassformerError("special tokens are names longer than one character, "
+                                   "such as '[PAD]'")
+        self.chars, self.specials = chars, list(specials)
+        self.tokens = self.specials + chars  # id -> token
+        self.ids = {t: i for i, t in enumerate(self.tokens)}
 
     @classmethod
-    def from_text(cls, text: str) -> CharTokenizer:
+    def from_text(cls, text: str, specials: list[str] = ()) -> CharTokenizer:
         """A tokenizer whose vocabulary is the sorted set of characters in `text`."""
-        return cls(sorted(set(text)))
+        return cls(sorted(set(text)), specials)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.chars)
+        return len(self.tokens)
+
+    def special(self, name: str) -> int:
+        """The id of special token `name` (e.g. "[MASK]")."""
+        if name not in self.specials:
+            raise GlassformerError(f"this tokenizer has no {name} token (it has: "
+                                   f"{', '.join(self.specials) or 'none'}); was the run trained "
+                                   "for another task?")
+        return self.ids[name]
 
     def encode(self, text: str) -> list[int]:
         """One id per character; UnknownCharactersError if any is not in the vocabulary."""
         try:
             return [self.ids[c] for c in text]
         except KeyError:
-            unknown = sorted(set(text) - self.ids.keys())
-            raise UnknownCharactersError(unknown, self.vocab_size) from None
+            unknown = sorted(set(text) - set(self.chars))
+            raise UnknownCharactersError(unknown, len(self.chars)) from None
 
     def decode(self, ids) -> str:
-        """The text of `ids`: a list of ints or a 1-D tensor or array."""
+        """The text of `ids` (a list of ints, or a 1-D tensor or array); specials by name."""
         out = []
         for i in map(int, ids):
             if not 0 <= i < self.vocab_size:
                 raise GlassformerError(
                     f"token id {i} is outside the vocabulary 0..{self.vocab_size - 1}")
-            out.append(self.chars[i])
+            out.append(self.tokens[i])
         return "".join(out)
 
     def to_json(self) -> str:
-        """The contents of tokenizer.json: {"type": "char", "chars": [...]}."""
-        return json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False)
+        """The contents of tokenizer.json: {"type": "char", "chars": [...], "specials": [...]}."""
+        data = {"type": "char", "chars": self.chars} | (
+            {"specials": self.specials} if self.specials else {})
+        return json.dumps(data, ensure_ascii=False)
 
     def save(self, path) -> None:
         write_text_atomic(path, self.to_json() + "\n")
@@ -73,11 +88,12 @@ class CharTokenizer:
         data = read_tokenizer_json(path)
         if data["type"] != "char":
             raise GlassformerError(f"{path} holds a {data['type']!r} tokenizer, not a char one")
-        return cls(data.get("chars"))
+        return cls(data.get("chars"), data.get("specials", []))
 
 
 def read_tokenizer_json(path) -> dict:
-    """The JSON object in a tokenizer file; its "type" names the tokenizer kind."""
+    """The JSON object in a tokenizer file; its "type" names the tokenizer kind. A plain Hugging
+    Face tokenizer.json (no "type", a "model") comes back as {"type": "hf", "tokenizer": ...}."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -85,6 +101,8 @@ def read_tokenizer_json(path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         message = f"cannot read tokenizer file {path} ({err}); save it again"
         raise GlassformerError(message) from None
+    if isinstance(data, dict) and "type" not in data and isinstance(data.get("model"), dict):
+        data = {"type": "hf", "tokenizer": data}
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise GlassformerError(f'tokenizer file {path} is not a JSON object with a "type"')
     return data

@@ -5,6 +5,12 @@
   model.safetensors  the weights (a tied matrix stored once); metadata records the step
   trainer_state.pt   optimizer, step and RNG states; loads with torch.load(weights_only=True)
   metrics.jsonl      one JSON object per line, each with `step` and what was measured then
+  adapters.safetensors  LoRA runs only: the adapters (and a classifier head) alone, a small
+                     file that loads on the base run's weights (model/lora.py)
+
+The same format whether one process trained or several: the weights and optimizer state are
+gathered whole (full state dicts, optimizer state keyed by parameter name), so a run started
+in N processes continues in 1, or the other way round.
 
 Writes are atomic. The weights and the trainer state are both written to temporary files before
 either is renamed into place, so a crash while saving leaves the previous checkpoint whole.
@@ -15,17 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.nn.parallel import DistributedDataParallel
 
 from glassformer.atomic import atomic_path, write_text_atomic
 from glassformer.config import RunConfig
 from glassformer.errors import GlassformerError
-from glassformer.model.gpt import GPT
+from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
 
-CONFIG, TOKENIZER, MODEL, STATE, METRICS = (
-    "config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl")
+CONFIG, TOKENIZER, MODEL, STATE, METRICS, ADAPTERS = (
+    "config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl",
+    "adapters.safetensors")
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered, on the CPU
 
 
 @dataclass
@@ -34,7 +47,7 @@ class Run:
 
     cfg: RunConfig
     tokenizer: object
-    model: GPT
+    model: torch.nn.Module
     step: int
 
 
@@ -51,12 +64,43 @@ def has_checkpoint(run_dir) -> bool:
 
 
 def save_checkpoint(run_dir, model, optimizer, step: int, rng: dict) -> None:
-    """Write weights and trainer state for `step`; both or neither replace the previous ones."""
+    """Write weights and trainer state for `step`; both or neither replace the previous ones.
+
+    With several processes every one calls this (FSDP gathers the shards) and process 0
+    writes. A LoRA model's adapters are also written alone (ADAPTERS).
+    """
+    weights = get_model_state_dict(model, options=WHOLE)  # FSDP: the whole, on process 0 only
+    state = {"step": step, "rng": rng,
+             "optimizer": get_optimizer_state_dict(model, optimizer, options=WHOLE)}
+    if dist.is_initialized() and dist.get_rank() > 0:
+        return
+    if isinstance(model, DistributedDataParallel):
+        model = model.module  # the names in `weights` are the wrapped model's
+    tied = tied_aliases(model)
+    weights = {name: t.contiguous() for name, t in weights.items() if name not in tied}
     run_dir = Path(run_dir)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng}
     with atomic_path(run_dir / MODEL) as model_tmp, atomic_path(run_dir / STATE) as state_tmp:
-        save_model(model, str(model_tmp), metadata={"step": str(step)})
+        save_file(weights, str(model_tmp), metadata={"step": str(step)})
         torch.save(state, state_tmp)
+    if any(isinstance(m, lora.LoRALinear) for m in model.modules()):
+        with atomic_path(run_dir / ADAPTERS) as tmp:
+            lora.save_adapters(model, tmp, step)
+
+
+def tied_aliases(model) -> set[str]:
+    """Every name of a shared (tied) parameter but its first: the matrix is stored once."""
+    seen, aliases = set(), set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            aliases.add(name)
+        seen.add(id(p))
+    return aliases
+
+
+def load_optimizer_state(model, optimizer, saved: dict) -> None:
+    """Load a saved (whole, name-keyed) optimizer state; FSDP keeps each process's shard."""
+    set_optimizer_state_dict(model, optimizer, saved,
+                             options=StateDictOptions(full_state_dict=True))
 
 
 def load_run(run_dir, device="cpu") -> Run:
@@ -71,8 +115,13 @@ def load_run(run_dir, device="cpu") -> Run:
                                    f"(train it, or resume with `glassformer train --out {run_dir} --resume`)")
     cfg = RunConfig.load(run_dir / CONFIG)
     tokenizer = load_tokenizer(run_dir / TOKENIZER)
-    model = GPT(cfg.model)
+    model = build(cfg.model)
+    tc = cfg.train
+    if tc.lora_rank:  # a LoRA run stores base and adapters: merged here, a plain model again
+        lora.add_adapters(model, tc.lora_rank, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
     step = load_weights(model, run_dir / MODEL, device)
+    if tc.lora_rank:
+        lora.merge(model)
     return Run(cfg, tokenizer, model.to(device).eval(), step)
 
 
@@ -93,6 +142,26 @@ def load_weights(model, path, device="cpu") -> int:
         raise GlassformerError(f"{path} does not fit the model in config.json: missing "
                                f"{sorted(missing)}, unexpected {sorted(unexpected)}")
     return step
+
+
+def init_from(model, run_dir, device="cpu") -> str:
+    """Copy into `model` every weight of run `run_dir` whose name and shape match (e.g. an
+    MLM-pretrained encoder under a new classifier; a LoRA run's weights with its adapters
+    merged); return what was copied and what is new."""
+    if not (Path(run_dir) / MODEL).exists():
+        raise GlassformerError(f"--train.init_from {run_dir}: no {MODEL} there; train that run "
+                               "first")
+    with torch.random.fork_rng(devices=[]):  # building it must not move this run's seed
+        theirs = load_run(run_dir, device).model.state_dict()
+    ours = model.state_dict()
+    fits = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if not fits:
+        raise GlassformerError(f"no weight of {run_dir} fits this model (names or shapes differ); "
+                               "was it trained with the same family and sizes?")
+    model.load_state_dict(fits, strict=False)
+    new = sorted({k.split(".")[0] for k in ours if k not in fits})
+    return (f"initialised {len(fits)} of {len(ours)} tensors from {run_dir}"
+            + (f"; new: {', '.join(new)}" if new else ""))
 
 
 def load_trainer_state(run_dir) -> dict:

@@ -1,24 +1,9 @@
-"""Loss on held-out text: quick estimates during training, and a full pass for `glassformer eval`."""
+"""Loss on held-out text, every token of it: `glassformer eval` (quick estimates during training
+live in train/tasks.py)."""
 
 import math
 
 import torch
-
-from glassformer.data.lm import get_batch
-
-
-@torch.no_grad()
-def estimate_loss(model, tokens, batches: int, batch_size: int, seed: int, device) -> float:
-    """Mean loss over `batches` random batches, the same ones every call (a fixed seed)."""
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(batches):
-        x, y = get_batch(tokens, batch_size, model.cfg.block_size, generator, device)  # (B, T)
-        losses.append(model(x, y)[1].item())
-    model.train(was_training)
-    return sum(losses) / len(losses)
 
 
 @torch.no_grad()

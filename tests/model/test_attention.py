@@ -79,6 +79,27 @@ def test_attend_math_weights_by_hand():
     torch.testing.assert_close(y, torch.tensor([[[[w0, 1 - w0, 0.0, 0.0]]]]), atol=1e-7, rtol=0)
 
 
+def test_qk_scale_replaces_one_over_sqrt_d():
+    """scale=1 (no sqrt(D) scaling): scores 2 and 0 instead of 1 and 0, in both paths."""
+    q = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]]])  # (1, 1, 1, 4)
+    k = torch.tensor([[[[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]]])  # (1, 1, 2, 4)
+    v = torch.eye(4)[:2][None, None]  # (1, 1, 2, 4)
+    y, w = attend_math(q, k, v, scale=1.0)
+    w0 = math.exp(2) / (math.exp(2) + 1)
+    torch.testing.assert_close(w, torch.tensor([[[[w0, 1 - w0]]]]), atol=1e-7, rtol=0)
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, scale=1.0), y)
+    cfg = dict(n_embd=C, n_head=2, block_size=16, qk_scale=1.0)
+    torch.manual_seed(3)
+    unscaled = SelfAttention(ModelConfig(**cfg, attention="math"))
+    sdpa = SelfAttention(ModelConfig(**cfg))
+    sdpa.load_state_dict(unscaled.state_dict())
+    default = SelfAttention(ModelConfig(**cfg | {"qk_scale": None}))
+    default.load_state_dict(unscaled.state_dict())
+    x = torch.randn(B, T, C)
+    torch.testing.assert_close(sdpa(x), unscaled(x), atol=TOL, rtol=0)
+    assert (default(x) - unscaled(x)).abs().max() > 1e-3
+
+
 # --- SelfAttention: SDPA path == math path ---------------------------------------------------
 
 @pytest.mark.parametrize("causal", [True, False])

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from glassformer.model import GPT
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import loop
 from glassformer.train.loop import TrainingDiverged, train
@@ -55,26 +56,26 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_losses(tiny_cfg, tmp_path
     assert [m["step"] for m in evals] == [6, 12]
 
 
-def test_accumulation_gives_the_same_update_as_one_big_batch(tiny_cfg, monkeypatch):
+def test_accumulation_gives_the_same_update_as_one_big_batch(tiny_cfg):
     torch.manual_seed(0)
     rows = torch.randint(0, 20, (8, 33))  # 8 sequences of block 32 + 1
 
-    def fixed_batches(batch_size):
-        chunks = iter(rows.split(batch_size))
+    class FixedBatches:  # a task whose batches are the rows above, batch_size at a time
+        def __init__(self, batch_size):
+            self.chunks = iter(rows.split(batch_size))
 
-        def get_batch(tokens, B, T, generator, device):
-            chunk = next(chunks)
-            return chunk[:, :-1], chunk[:, 1:]
-        return get_batch
+        def batch(self, generator, device):
+            chunk = next(self.chunks)
+            return {"ids": chunk[:, :-1], "targets": chunk[:, 1:]}
 
     updated = []
     for batch_size, accum in ((8, 1), (2, 4)):
         cfg = tiny_cfg(train__batch_size=batch_size, train__grad_accum=accum,
                        train__grad_clip=0, model__vocab_size=20)
         torch.manual_seed(1)
-        model = loop.GPT(cfg.model)
-        monkeypatch.setattr(loop, "get_batch", fixed_batches(batch_size))
-        loss, norm = loop.train_step(model, None, None, cfg.train, "cpu")
+        model = GPT(cfg.model)
+        loss, norm, tokens = loop.train_step(model, FixedBatches(batch_size), None, cfg.train, "cpu")
+        assert tokens == 8 * 32
         updated.append((loss, norm, [p.grad.clone() for p in model.parameters()]))
     (loss_a, norm_a, grads_a), (loss_b, norm_b, grads_b) = updated
     assert loss_a == pytest.approx(loss_b, abs=1e-6)
@@ -89,8 +90,8 @@ def test_non_finite_loss_stops_with_a_diagnostic_and_keeps_the_checkpoint(
 
     def nan_at_five(*args):
         calls.append(1)
-        loss, norm = real_step(*args)
-        return (math.nan, norm) if len(calls) == 5 else (loss, norm)
+        loss, norm, tokens = real_step(*args)
+        return (math.nan, norm, tokens) if len(calls) == 5 else (loss, norm, tokens)
 
     monkeypatch.setattr(loop, "train_step", nan_at_five)
     with pytest.raises(TrainingDiverged) as err:

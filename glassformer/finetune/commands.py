@@ -1,0 +1,58 @@
+"""`glassformer finetune ...`: argument parsing and a thin handler.
+
+  glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora] [--rank R]
+                           [--out DIR] [--max-steps N] [--compare [--ranks 4,8,16]] [--train.F=V]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glassformer.errors import ConfigError
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "finetune", help="fine-tune a run on new text or a new task: in full or with LoRA",
+        epilog="Any train field can be set with a dotted key, e.g. --train.lr=1e-3 "
+               "--train.lora_targets=q,k,v,o.")
+    p.add_argument("run_dir", metavar="RUN", help="the trained run to start from")
+    p.add_argument("--task", help="lm (a gpt run on new text), genre (a bert MLM run as a "
+                                  "genre classifier), ...; default: the run's own")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--text", help="UTF-8 text file to fine-tune on")
+    what.add_argument("--work", help="one of Shakespeare's works by name, e.g. sonnets")
+    p.add_argument("--method", choices=("full", "lora"), default="lora",
+                   help="train every weight, or low-rank adapters (default: lora)")
+    p.add_argument("--rank", type=int, default=8, help="LoRA rank (default: %(default)s)")
+    p.add_argument("--out", help="run directory (default: RUN-METHOD, or RUN-compare)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (default: 200)")
+    p.add_argument("--compare", action="store_true",
+                   help="fine-tune in full and with LoRA of each --ranks on the same budget and "
+                        "seed; write OUT/report.md")
+    p.add_argument("--ranks", default="4,8,16", help="LoRA ranks of --compare (default: 4,8,16)")
+    p.set_defaults(run=cmd_finetune)
+
+
+def cmd_finetune(args) -> int:
+    from glassformer.finetune.compare import compare_methods
+    from glassformer.finetune.run import finetune, work_file
+
+    text = work_file(args.work) if args.work else args.text
+    overrides = ({"train.max_steps": str(args.max_steps)} if args.max_steps else {}) \
+        | args.overrides
+    if args.compare:
+        try:
+            ranks = [int(r) for r in args.ranks.split(",")]
+        except ValueError:
+            raise ConfigError(f"--ranks must be integers separated by commas, got {args.ranks!r}") \
+                from None
+        out = Path(args.out or f"{args.run_dir.rstrip('/')}-compare")
+        path = compare_methods(args.run_dir, out, task=args.task, text=text, ranks=ranks,
+                               overrides=overrides)
+        print(path.read_text(encoding="utf-8"))
+        return 0
+    out = args.out or f"{args.run_dir.rstrip('/')}-{args.method}"
+    finetune(args.run_dir, out, args.method, task=args.task, text=text, rank=args.rank,
+             overrides=overrides)
+    return 0

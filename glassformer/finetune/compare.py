@@ -1,0 +1,132 @@
+"""Full fine-tuning against LoRA at several ranks, on the same task, budget and seed: trainable
+parameters, peak training memory, tokens/s and final quality, in one Markdown table.
+
+Quality is the last evaluation of each run (validation loss; accuracy for a classifier).
+Tokens/s is each run's rate since its start, evaluations included, as its progress line shows.
+Peak memory is measured apart from training, on the CPU, over two steps of the run's own
+model, optimizer and batches: the weights (all of them: LoRA keeps the frozen base), plus the
+peak of what the steps allocate (gradients, AdamW state and activations, for the trained
+weights only), counted by the profiler's record of every tensor allocation and free.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glassformer.config import RunConfig
+from glassformer.errors import GlassformerError
+from glassformer.finetune.run import finetune_config
+
+
+def compare_methods(base_run, out_dir, *, task: str | None = None, text=None,
+                    ranks=(4, 8, 16), overrides: dict | None = None, log=print) -> Path:
+    """Fine-tune `base_run` in full and with LoRA of each rank in `ranks` into out_dir/NAME
+    (logs beside), then write out_dir/report.md and results.json; return the report's path."""
+    from glassformer.train.checkpoint import has_checkpoint, read_metrics
+    from glassformer.train.loop import train
+
+    out_dir = Path(out_dir)
+    cfgs = {"full": finetune_config(base_run, "full", task=task, text=text, overrides=overrides)}
+    cfgs |= {f"lora-r{r}": finetune_config(base_run, "lora", task=task, text=text, rank=r,
+                                           overrides=overrides) for r in ranks}
+    results = []
+    for name, cfg in cfgs.items():
+        run_dir = out_dir / name
+        if has_checkpoint(run_dir):
+            raise GlassformerError(f"{run_dir} already holds a run; choose another --out")
+        log(f"fine-tuning {name} into {run_dir} (log: {run_dir}.log)")
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{run_dir}.log", "w", encoding="utf-8") as stream:
+            last = train(cfg, run_dir, out=stream)
+        records = read_metrics(run_dir)
+        results.append({
+            "name": name, "lr": cfg.train.lr, "trainable": trainable_parameters(cfg),
+            "peak_bytes": peak_training_memory(cfg),
+            "tokens_per_s": next(r["tokens_per_s"] for r in reversed(records)
+                                 if "tokens_per_s" in r),
+            "elapsed_s": last["elapsed_s"], "val_loss": last["val_loss"],
+            "val_accuracy": last.get("val_accuracy"),
+            "val_curve": [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]})
+        log(f"  val loss {last['val_loss']:.4f} in {last['elapsed_s']:.0f} s")
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    path = out_dir / "report.md"
+    path.write_text(report(results, cfgs["full"], base_run), encoding="utf-8")
+    return path
+
+
+def trainable_parameters(cfg: RunConfig) -> int:
+    """Parameters the run trains, counted on a model built without memory."""
+    import torch
+
+    with torch.device("meta"):
+        model = build_for(cfg)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_for(cfg: RunConfig):
+    """The model as the training loop builds it: with adapters when train.lora_rank asks."""
+    from glassformer.model import build, lora
+
+    tc = cfg.train
+    model = build(cfg.model)
+    if tc.lora_rank:
+        lora.add_adapters(model, tc.lora_rank, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
+    return model
+
+
+def peak_training_memory(cfg: RunConfig, steps: int = 2) -> int:
+    """Bytes of the weights plus the peak of what `steps` training steps allocate on the CPU
+    (see the module docstring)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from glassformer.inspect.memory import profiled_peak
+    from glassformer.tokenizers import load_tokenizer
+    from glassformer.train.optim import make_optimizer
+    from glassformer.train.tasks import TASKS
+
+    tc = cfg.train
+    task = TASKS[tc.task](cfg, load_tokenizer(Path(tc.init_from) / "tokenizer.json"))
+    torch.manual_seed(tc.seed)
+    model = build_for(cfg).train()
+    optimizer = make_optimizer(model, tc)
+    generator = torch.Generator().manual_seed(tc.seed)
+    batches = [task.batch(generator, "cpu") for _ in range(steps)]
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        for batch in batches:
+            model(**batch)[1].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights + profiled_peak(prof)
+
+
+def report(results: list[dict], cfg: RunConfig, base_run) -> str:
+    from glassformer.inspect.params import format_bytes
+
+    tc, m = cfg.train, cfg.model
+    accuracy = any(r["val_accuracy"] is not None for r in results)
+    lines = ["# Full fine-tuning vs LoRA", "",
+             f"Base run {base_run}; task {tc.task!r} on {tc.text or 'its default data'}; every "
+             f"method {tc.max_steps} steps of batch {tc.batch_size} x block {m.block_size}, "
+             f"warmup {tc.warmup_steps}, seed {tc.seed}. LoRA adapts "
+             f"{', '.join(cfg.train.lora_targets)} with alpha {tc.lora_alpha:g}. Peak memory: "
+             "weights + the peak that two training steps allocate, on the CPU. Tokens/s "
+             "include evaluations and depend on what else the machine was running.", "",
+             "| method | lr | trainable parameters | peak memory | tokens/s | final val loss |"
+             + (" val accuracy |" if accuracy else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if accuracy else "")]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['lr']:g} | {r['trainable']:,} | "
+                     f"{format_bytes(r['peak_bytes'])} | {r['tokens_per_s']:,} | "
+                     f"{r['val_loss']:.4f} |"
+                     + (f" {r['val_accuracy']:.3f} |" if accuracy else ""))
+    lines += ["", "Validation loss at each evaluation:", "",
+              "| step | " + " | ".join(r["name"] for r in results) + " |",
+              "|---:|" + "---:|" * len(results)]
+    for step in sorted({s for r in results for s, _ in r["val_curve"]}):
+        cells = [next((f"{v:.4f}" for s, v in r["val_curve"] if s == step), "-") for r in results]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,70 @@
+"""Attention weights of every layer and head, captured without changing the model.
+
+Every softmax attention module (self-attention, and the decoder's cross-attention) has an `impl`
+("sdpa" or "math") and a `weights` identity submodule that the math path sends its (B, H, T, S)
+weights through. A capture switches those modules to the math path (the same numbers), hooks
+`weights`, and puts everything back on exit:
+
+    with AttentionCapture(model) as capture:
+        model(ids)
+    capture.weights  # {"blocks.0.attn": (B, H, T, S) tensor, ...}
+"""
+
+import contextlib
+
+from torch import nn
+
+from glassformer.errors import GlassformerError
+
+
+def attention_modules(model) -> dict[str, nn.Module]:
+    """{name: module} of every module that exposes its attention weights (a `weights` identity
+    child and an `impl`), in the model's order."""
+    return {name: module for name, module in model.named_modules()
+            if isinstance(getattr(module, "weights", None), nn.Identity) and hasattr(module, "impl")}
+
+
+@contextlib.contextmanager
+def math_attention(model):
+    """Run every attention module of `model` on the explicit math path inside the block."""
+    modules = attention_modules(model)
+    saved = {name: module.impl for name, module in modules.items()}
+    try:
+        for module in modules.values():
+            module.impl = "math"
+        yield modules
+    finally:
+        for name, module in modules.items():
+            module.impl = saved[name]
+
+
+class AttentionCapture:
+    """A context manager: inside it, each forward pass records every attention module's weights
+    (detached, on the CPU) in `weights`, keyed by module name; a later pass replaces them."""
+
+    def __init__(self, model):
+        self.model = model
+        self.weights = {}
+        self._handles = []
+        self._math = None
+
+    def __enter__(self):
+        self._math = math_attention(self.model)
+        modules = self._math.__enter__()
+        if not modules:
+            raise GlassformerError("this model has no softmax attention whose weights can be "
+                                   "captured (linear attention never forms them)")
+        for name, module in modules.items():
+            self._handles.append(module.weights.register_forward_hook(self._keep(name)))
+        return self
+
+    def _keep(self, name):
+        def hook(module, args, output):
+            self.weights[name] = output.detach().float().cpu()  # (B, H, T, S)
+        return hook
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        return self._math.__exit__(*exc)

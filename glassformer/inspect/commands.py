@@ -1,0 +1,257 @@
+"""`glassformer inspect ...` and `glassformer compare ...`: argument parsing and thin handlers
+over the library functions of glassformer/inspect. Torch is imported inside the handlers only.
+
+  glassformer inspect params|memory|shapes|attention|positions|next SOURCE [--out DIR] ...
+  glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N]
+                      [--longer F ...] [--lengths T ...] [--out DIR]
+
+SOURCE is a run directory or a preset name; a preset also takes --model.FIELD=VALUE options.
+"""
+
+import argparse
+from pathlib import Path
+
+from glassformer import config as C
+from glassformer.errors import GlassformerError
+from glassformer.inspect.memory import BYTES
+from glassformer.inspect.recipes import COMPARISONS
+
+SCHEMES = ("sinusoidal", "rope", "alibi", "learned", "t5")  # positions.SCHEMES, without torch
+
+
+def add_commands(sub) -> None:
+    """Add `inspect` (with its own subcommands) and `compare` to the CLI's subparsers."""
+    inspect = sub.add_parser("inspect", help="see inside a model: parameters, memory, shapes, "
+                             "attention maps, positions, next-token choices")
+    what = inspect.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def command(name, help, handler, text=False, source_default=None):
+        p = what.add_parser(name, help=help, description=help)
+        p.add_argument("source", metavar="SOURCE", nargs="?" if source_default else None,
+                       default=source_default, help="a run directory or a preset name ("
+                       + ", ".join(C.PRESETS) + ")")
+        p.add_argument("--out", help="folder for the files it writes (default: SOURCE/inspect "
+                       "for a run, inspect/PRESET for a preset)")
+        if text:
+            p.add_argument("--text", required=True, help="the text to run through the model")
+        p.set_defaults(run=handler)
+        return p
+
+    command("params", "parameters per part with their closed forms, sizes and shares",
+            cmd_params)
+    p = command("memory", "memory of a training step and the KV cache, estimated and measured",
+                cmd_memory)
+    p.add_argument("--batch", type=int, help="sequences per batch (default: the config's)")
+    p.add_argument("--block", type=int, help="tokens per sequence (default: block_size)")
+    p.add_argument("--dtype", choices=list(BYTES), default="fp32")
+    p.add_argument("--measure", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a real step to measure the peak (default: when the estimate is "
+                   "under 2 GiB)")
+    p = command("shapes", "every module's input and output shapes in B/T/C/H/V letters",
+                cmd_shapes, text=True)
+    p.add_argument("--target", help="encoder-decoder models: the decoder's input (--text is "
+                   "the source)")
+    p = command("attention", "attention maps of every layer and head, and what each head "
+                "favours", cmd_attention, text=True)
+    p.add_argument("--target", help="encoder-decoder models: the decoder's input (--text is "
+                   "the source)")
+    p = command("positions", "plots of a position scheme (default: the model's own)",
+                cmd_positions, source_default="shakespeare-char")
+    p.add_argument("--scheme", choices=SCHEMES)
+    p.add_argument("--length", type=int, help="positions to draw (default: block_size)")
+    p = command("next", "next-token candidates, and how temperature, top-k and top-p reshape "
+                "them", cmd_next, text=True)
+    p.add_argument("--temperature", type=float, nargs="+", default=[0.5, 1.5])
+    p.add_argument("--top-k", type=int, nargs="+", default=[5])
+    p.add_argument("--top-p", type=float, nargs="+", default=[0.9])
+    p.add_argument("--top", type=int, default=10, help="candidates shown (default: 10)")
+
+    p = sub.add_parser("compare", help="train recipes on the same data and budget; report",
+                       description="Train each recipe (dotted overrides on --preset) with the "
+                       "same data, steps and seed; write a Markdown report and loss curves. "
+                       "Options --model.F=V / --train.F=V apply to every recipe.")
+    p.add_argument("comparison", nargs="?", choices=sorted(COMPARISONS),
+                   help="a ready comparison")
+    p.add_argument("--recipe", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                   help="a recipe of your own, e.g. rope:model.position=rope (repeatable)")
+    p.add_argument("--preset", default="shakespeare-char")
+    p.add_argument("--text", help="UTF-8 text file (default: the preset's corpus)")
+    p.add_argument("--max-steps", type=int, help="the budget: optimizer steps per recipe")
+    p.add_argument("--longer", type=int, nargs="*", help="also evaluate on windows this many "
+                   "times the training block (default: the comparison's own)")
+    p.add_argument("--lengths", type=int, nargs="*", metavar="T", help="also time training "
+                   "(forward+backward tokens/s) at these sequence lengths (default: the "
+                   "comparison's own)")
+    p.add_argument("--out", help="folder for the runs and the report (default: runs/compare-NAME)")
+    p.set_defaults(run=cmd_compare)
+
+
+def _source(args, device="cpu"):
+    from glassformer.inspect.source import load_source
+
+    source = load_source(args.source, args.overrides, device)
+    default = (source.run_dir / "inspect") if source.trained else Path("inspect") / source.name
+    out = Path(args.out) if args.out else default
+    out.mkdir(parents=True, exist_ok=True)
+    return source, out
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def cmd_params(args) -> int:
+    from glassformer.inspect.params import format_table, parameter_table, symbols
+
+    source, out = _source(args, "meta")  # counting needs shapes only
+    m = source.cfg.model
+    text = f"{source.name}: {symbols(m)}\n\n" + format_table(parameter_table(source.model, m))
+    print(text)
+    _write(out / "params.txt", text)
+    return 0
+
+
+def cmd_memory(args) -> int:
+    from glassformer.inspect.memory import estimate, measure_peak, report
+
+    source, out = _source(args, "meta")  # the estimate needs the config only
+    batch = args.batch or source.cfg.train.batch_size
+    block = args.block or source.cfg.model.block_size
+    measure = args.measure
+    if measure is None:
+        measure = estimate(source.cfg.model, batch, block, args.dtype)["training_peak"] < 2 ** 31
+    measured = measure_peak(source.cfg, batch, block, args.dtype) if measure else None
+    text = f"{source.name}: " + report(source.cfg, batch, block, args.dtype, measured)
+    if not measure:
+        text += "\n(not measured: the estimate is over 2 GiB; pass --measure to run a step)"
+    print(text)
+    _write(out / "memory.txt", text)
+    return 0
+
+
+def _tokens(source, text):
+    """The text's ids and its tokens as strings; it must fit the model's window."""
+    ids = source.encode(text)
+    T = source.cfg.model.block_size
+    if len(ids) > T:
+        raise GlassformerError(f"the text has {len(ids)} tokens but the model reads at most "
+                               f"{T}; use a shorter --text")
+    decode = source.tokenizer_for(text).decode
+    return ids, [decode([i]) for i in ids]
+
+
+def cmd_shapes(args) -> int:
+    import torch
+
+    from glassformer.inspect.shapes import dimensions, format_trace, pick_batch, trace_shapes
+
+    source, out = _source(args)
+    ids, tokens = _tokens(source, args.target or args.text)
+    src = _tokens(source, args.text)[0] if source.cfg.model.family == "encdec" else None
+    if src is not None and not args.target:
+        raise GlassformerError("an encoder-decoder reads two texts: add --target TEXT, the "
+                               "decoder's input (--text is the source)")
+    S = len(src) if src is not None else None
+    B = pick_batch(source.cfg.model, len(ids), S)
+    inputs = ([torch.tensor([src] * B)] if src is not None else []) + [torch.tensor([ids] * B)]
+    records = trace_shapes(source.model, *inputs)  # the text B times: (B, S) and/or (B, T)
+    text = (f"{source.name}: {len(ids)} tokens {tokens}\nids {ids}\n"
+            + format_trace(records, dimensions(source.cfg.model, B, len(ids), S)))
+    print(text)
+    _write(out / "shapes.txt", text)
+    return 0
+
+
+def cmd_attention(args) -> int:
+    import torch
+
+    from glassformer.inspect.capture import AttentionCapture
+    from glassformer.inspect.heads import summarise
+    from glassformer.inspect.plots import attention_grid
+
+    source, out = _source(args)
+    src = _tokens(source, args.text)  # (ids, tokens)
+    if source.cfg.model.family == "encdec":
+        if not args.target:
+            raise GlassformerError("an encoder-decoder reads two texts: add --target TEXT, the "
+                                   "decoder's input (--text is the source)")
+        tgt = _tokens(source, args.target)
+        inputs = [torch.tensor([src[0]]), torch.tensor([tgt[0]])]  # src (1, S), ids (1, T)
+    else:
+        tgt, inputs = src, [torch.tensor([src[0]])]  # ids (1, T)
+    with torch.no_grad(), AttentionCapture(source.model) as capture:
+        source.model(*inputs)
+    # Which text each module reads: the decoder's queries are the target; the encoder's keys
+    # and cross-attention's keys are the source.
+    labels, keys = {}, {}
+    for name in capture.weights:
+        decoder, cross = name.startswith("decoder."), name.endswith("cross")
+        queries, key_side = (tgt if decoder else src), (src if cross or not decoder else tgt)
+        labels[name], keys[name] = (queries[1], key_side[1]), key_side
+    text = "\n".join(summarise(capture.weights, keys))
+    print(text)
+    _write(out / "heads.txt", text)
+    state = "trained" if source.trained else "untrained"
+    path = attention_grid(capture.weights, labels, out / "attention.png",
+                          f"{source.name} ({state}): attention weights, queries down, keys across")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_positions(args) -> int:
+    from glassformer.inspect.positions import positions_figure
+
+    if args.scheme and args.source in C.PRESETS:  # a preset takes the scheme asked for
+        args.overrides = {"model.position": args.scheme} | args.overrides
+    source, out = _source(args)
+    scheme = args.scheme or source.cfg.model.position
+    path = positions_figure(scheme, source.cfg.model, source.model, out / f"positions-{scheme}.png",
+                            args.length)
+    print(f"{source.name}: {scheme} positions")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_next(args) -> int:
+    from glassformer.inspect.next_token import Setting, candidates, format_candidates, next_logits
+    from glassformer.inspect.plots import next_token_chart
+
+    source, out = _source(args)
+    ids, _ = _tokens(source, args.text)
+    settings = [Setting()] + [Setting(temperature=t) for t in args.temperature]
+    settings += [Setting(top_k=k) for k in args.top_k] + [Setting(top_p=p) for p in args.top_p]
+    logits = next_logits(source.model, ids)  # (1, V)
+    rows = candidates(logits, source.tokenizer_for(args.text).decode, settings, args.top)
+    text = f"{source.name}: after {args.text!r}\n" + format_candidates(rows, settings, logits)
+    print(text)
+    _write(out / "next.txt", text)
+    path = next_token_chart(rows, [s.label for s in settings], out / "next.png",
+                            f"next token after {args.text[-30:]!r}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from glassformer.inspect.compare import parse_recipe, run_comparison
+
+    if bool(args.comparison) == bool(args.recipe):
+        raise GlassformerError("name a ready comparison (" + ", ".join(COMPARISONS) + ") or give "
+                               "--recipe options, not both")
+    ready = COMPARISONS.get(args.comparison, {})
+    recipes = ready.get("recipes") or dict(parse_recipe(spec) for spec in args.recipe)
+    if len(recipes) < 2 and not ready:
+        raise GlassformerError("a comparison needs at least two --recipe options")
+    flags = {"train.text": args.text, "train.max_steps": args.max_steps}
+    overrides = {k: str(v) for k, v in flags.items() if v is not None} | args.overrides
+    base = C.apply_overrides(C.preset(args.preset), overrides)
+    out = Path(args.out or f"runs/compare-{args.comparison or 'recipes'}")
+    longer = args.longer if args.longer is not None else ready.get("longer", [])
+    lengths = args.lengths if args.lengths is not None else ready.get("lengths", [])
+    report = run_comparison(recipes, base, out, title=ready.get("title", ""),
+                            about=ready.get("about", ""), longer=longer,
+                            match_size=ready.get("match_size"), lengths=lengths)
+    print(report.read_text(encoding="utf-8"))
+    pngs = ["loss_vs_step.png", "loss_vs_time.png"] + (["throughput.png"] if lengths else [])
+    print(f"wrote {report}, {out / 'results.json'}, " + ", ".join(str(out / p) for p in pngs))
+    return 0

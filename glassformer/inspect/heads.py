@@ -1,0 +1,75 @@
+"""What each attention head looks at, in words: for every head, the mean weight its queries put
+on a few kinds of key, and the kind it favours.
+
+Self-attention (S = T) kinds, each averaged over the queries where it exists:
+  itself          key t for query t
+  previous token  key t-1
+  next token      key t+1 (bidirectional models)
+  first token     key 0 (queries t >= 2, where it is neither itself nor the previous one)
+  last 4 tokens   keys t-3 .. t together (queries t >= 4): a local head
+  same token      earlier or later keys holding the query's own token id (not itself)
+Each line also names the key that gets the most weight averaged over all queries (a head that
+parks its attention on one token, such as a newline, shows there), and cross-attention (S != T)
+is described by that key alone.
+A head whose favourite kind gets less than SPREAD of the weight is "spread out"; the entropy of
+its rows (in nats; ln S for uniform weights) says how far.
+"""
+
+import math
+
+import torch
+
+SPREAD = 0.3
+
+
+def head_kinds(w: torch.Tensor, ids: list[int]) -> dict[str, float]:
+    """w (T, S) one head's weights for one sequence of token ids -> {kind: mean weight}."""
+    T, S = w.shape
+    t = torch.arange(T)
+    kinds = {"itself": w[t, t].mean().item()}
+    if T > 1:
+        kinds["previous token"] = w[t[1:], t[1:] - 1].mean().item()
+        upper = torch.triu(w, diagonal=1)
+        if upper.abs().sum() > 0:  # bidirectional
+            kinds["next token"] = w[t[:-1], t[:-1] + 1].mean().item()
+    if T > 2:
+        kinds["first token"] = w[2:, 0].mean().item()
+    if T > 4:
+        recent = torch.stack([w[t[4:], t[4:] - back] for back in range(4)])  # (4, T-4)
+        kinds["last 4 tokens"] = recent.sum(dim=0).mean().item()
+    same = torch.tensor(ids)[:, None] == torch.tensor(ids)[None, :]  # (T, S)
+    same.fill_diagonal_(False)
+    rows = same.any(dim=1)
+    if rows.any():
+        kinds["same token"] = (w * same).sum(dim=1)[rows].mean().item()
+    return kinds
+
+
+def entropy(w: torch.Tensor) -> float:
+    """Mean entropy (nats) of the rows of w (T, S)."""
+    return -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1).mean().item()
+
+
+def summarise(weights: dict[str, torch.Tensor], keys: dict[str, tuple[list[int], list[str]]]
+              ) -> list[str]:
+    """One line per head for {module name: (B, H, T, S) weights} (batch element 0); keys
+    {module name: (ids, tokens)} of its S keys (for self-attention, also its queries)."""
+    lines = []
+    for name, w in weights.items():
+        ids, key_tokens = keys[name]
+        for h in range(w.size(1)):
+            head = w[0, h]  # (T, S)
+            T, S = head.shape
+            j = head.mean(dim=0).argmax().item()
+            top = (f"top key {key_tokens[j]!r} at {j} ({head[:, j].mean():.2f}); entropy "
+                   f"{entropy(head):.2f} of ln S = {math.log(S):.2f}")
+            if T != S:  # cross-attention: keys come from another sequence
+                lines.append(f"{name} head {h}: {top}")
+                continue
+            kinds = head_kinds(head, ids)
+            best = max(kinds, key=kinds.get)
+            verdict = best if kinds[best] >= SPREAD else "spread out"
+            detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items(),
+                                                                  key=lambda kv: -kv[1]))
+            lines.append(f"{name} head {h}: {verdict} ({detail}); {top}")
+    return lines

@@ -1,0 +1,107 @@
+"""Figures as PNG files, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Sizes are fixed (inches x DPI) so that a figure's pixel size follows from what it shows.
+"""
+
+from pathlib import Path
+
+DPI = 100
+LABEL_INCHES = 0.11  # room for one token label on a heatmap axis
+
+
+def panel_inches(n_tokens: int) -> float:
+    """The side of one heatmap panel: 3.5 inches, growing with the tokens up to 12."""
+    return min(12.0, max(3.5, LABEL_INCHES * n_tokens))
+
+
+def new_figure(width_in: float, height_in: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)  # no bbox="tight": the pixel size stays width_in x DPI
+    return path
+
+
+def token_label(token: str) -> str:
+    """A token as a tick label: a space as '·', a newline as '\\n'."""
+    return token.replace(" ", "·").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def attention_grid(weights: dict, labels: dict, path, title: str = "") -> Path:
+    """One heatmap per (module, head): rows are modules (layers), columns heads; queries down,
+    keys across, token labels on both axes; each panel's colours run from 0 to its largest weight.
+    weights {name: (B, H, T, S)}, batch element 0; labels {name: (T query tokens, S key
+    tokens)}. Each panel is panel_inches(longest axis)
+    square, so the image is rows x that x DPI high and (max heads) x that x DPI wide."""
+    names = list(weights)
+    n_heads = max(w.size(1) for w in weights.values())
+    longest = max(max(w.size(2), w.size(3)) for w in weights.values())
+    side = panel_inches(longest)
+    fig = new_figure(n_heads * side, len(names) * side)
+    axes = fig.subplots(len(names), n_heads, squeeze=False)
+    for row, name in enumerate(names):
+        w = weights[name][0]  # (H, T, S)
+        tokens, keys = labels[name]
+        for h in range(n_heads):
+            ax = axes[row][h]
+            if h >= w.size(0):
+                ax.axis("off")
+                continue
+            ax.imshow(w[h].numpy(), cmap="viridis", vmin=0.0)  # bright: the panel's largest
+            ax.set_title(f"{name} h{h}", fontsize=8)
+            every = max(1, round(longest * LABEL_INCHES / side))  # thin labels that don't fit
+            ax.set_xticks(range(0, len(keys), every),
+                          [token_label(t) for t in keys[::every]], fontsize=6, rotation=90)
+            ax.set_yticks(range(0, len(tokens), every),
+                          [token_label(t) for t in tokens[::every]], fontsize=6)
+            ax.tick_params(length=0, pad=1)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()  # moves the axes inside the fixed canvas; the pixel size is unchanged
+    return save(fig, path)
+
+
+def next_token_chart(table: list[dict], settings: list[str], path, title: str = "") -> Path:
+    """Grouped bars: each candidate's probability under each sampling setting.
+    table [{token, probs: {setting: p}}]; 8 x 4 inches."""
+    fig = new_figure(8, 4)
+    ax = fig.subplots()
+    width = 0.8 / len(settings)
+    for i, setting in enumerate(settings):
+        xs = [j + i * width for j in range(len(table))]
+        ax.bar(xs, [row["probs"][setting] for row in table], width, label=setting)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(table))],
+                  [repr(row["token"])[1:-1] or "''" for row in table])
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()  # moves the axes inside the fixed canvas; the pixel size is unchanged
+    return save(fig, path)
+
+
+def loss_curves(curves: dict, path, x: str, xlabel: str, title: str = "") -> Path:
+    """Train loss (lines) and val loss (dots) of each recipe against `x` ("step" or "seconds").
+    curves {recipe: {"train": [(step, seconds, loss)], "val": [(step, seconds, loss)]}}; 7 x 4.5 in."""
+    fig = new_figure(7, 4.5)
+    ax = fig.subplots()
+    column = {"step": 0, "seconds": 1}[x]
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = f"C{i}"
+        ax.plot([p[column] for p in curve["train"]], [p[2] for p in curve["train"]],
+                color=colour, alpha=0.8, label=f"{name} (train)")
+        ax.plot([p[column] for p in curve["val"]], [p[2] for p in curve["val"]], "o--",
+                color=colour, label=f"{name} (val)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)

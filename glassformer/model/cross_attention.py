@@ -1,0 +1,60 @@
+"""Cross-attention: the decoder's queries attend the encoder's output (the "memory").
+
+Queries come from the decoder stream x (B, T, C); keys and values from the memory (B, S, C),
+with no causal mask (every target position may read the whole source), only the source's
+padding mask. The fused projection [W_Q; W_K; W_V] of `Projections` is applied in two parts:
+W_Q to x, [W_K; W_V] to the memory. The memory's keys and values depend only on the source, so
+during decoding they are computed once and kept in the layer's cache.
+"""
+
+import torch.nn.functional as F
+from torch import nn
+
+from glassformer.model.attention import Projections, attend_math
+
+
+class CrossAttention(Projections):
+    """`weights` is an identity module the math path sends its (B, H, T, S) attention weights
+    through, as in SelfAttention, so a hook captures them."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.impl = "math" if cfg.attention == "math" else "sdpa"
+        self.dropout = cfg.dropout
+        self.weights = nn.Identity()
+
+    def queries(self, x):
+        """x (B, T, C) -> q (B, H, T, D), QK-normed if configured."""
+        B, T, C = x.shape
+        w, b = self.qkv.weight[:C], self.qkv.bias[:C] if self.qkv.bias is not None else None
+        q = F.linear(x, w, b).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        return self.q_norm(q) if self.q_norm is not None else q
+
+    def memory_kv(self, memory):
+        """memory (B, S, C) -> k, v (B, Hkv, S, D) each."""
+        B, S, C = memory.shape
+        w, b = self.qkv.weight[C:], self.qkv.bias[C:] if self.qkv.bias is not None else None
+        k, v = F.linear(memory, w, b).view(B, S, 2, self.n_kv_head, self.head_dim).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, Hkv, S, D) each
+        return (self.k_norm(k) if self.k_norm is not None else k), v
+
+    def forward(self, x, memory, memory_pad=None, cache=None):
+        """x (B, T, C) decoder stream; memory (B, S, C) encoder output; memory_pad (B, 1, 1, S)
+        True for real source tokens, or None; cache a LayerCache whose `memory_kv` is filled on
+        the first call and reused after."""
+        if cache is not None and cache.memory_kv is not None:
+            k, v = cache.memory_kv
+        else:
+            k, v = self.memory_kv(memory)  # (B, Hkv, S, D) each
+            if cache is not None:
+                cache.memory_kv = (k, v)
+        q = self.queries(x)  # (B, H, T, D)
+        p = self.dropout if self.training else 0.0
+        if self.impl == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=memory_pad, dropout_p=p,
+                                               enable_gqa=self.n_kv_head != self.n_head,
+                                               scale=self.scale)
+        else:
+            y, weights = attend_math(q, k, v, memory_pad, p, self.scale)
+            self.weights(weights)
+        return self.merge_heads(y)  # (B, T, C)

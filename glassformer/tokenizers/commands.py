@@ -1,0 +1,32 @@
+"""`glassformer tokenizer train`: a byte-level BPE tokenizer trained on a text file."""
+
+from __future__ import annotations
+
+import time
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser("train", help="train a byte-level BPE on a UTF-8 text file")
+    t.add_argument("--vocab-size", type=int, required=True,
+                   help="tokens in the vocabulary: 256 bytes, then merges (e.g. 4096)")
+    t.add_argument("--text", help="UTF-8 text file (default: Shakespeare's complete works)")
+    t.add_argument("--out", default="tokenizer.json", help="file to write (default: %(default)s)")
+    t.set_defaults(run=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from glassformer.data.corpora import load_text
+    from glassformer.tokenizers import HFTokenizer
+
+    text = load_text(args.text)
+    started = time.perf_counter()
+    tokenizer = HFTokenizer.train_bpe(text, args.vocab_size)
+    seconds = time.perf_counter() - started
+    tokenizer.save(args.out)
+    n_tokens = len(tokenizer.encode(text))
+    print(f"trained a byte-level BPE of {tokenizer.vocab_size:,} tokens on {len(text):,} "
+          f"characters in {seconds:.1f} s ({len(text) / n_tokens:.2f} characters per token); "
+          f"wrote {args.out}")
+    return 0

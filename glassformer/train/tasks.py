@@ -1,0 +1,237 @@
+"""What a run learns: the data, batches and metrics of each `train.task`, so that one training
+loop serves every family. A task builds its tokenizer (unless given the run's own), draws
+training batches (the keyword arguments of its model's forward), and evaluates.
+
+  lm      gpt     next token of the text                  metric: loss
+  mlm     bert    masked tokens of the text               + masked-token accuracy
+  genre   bert    genre of a Shakespeare passage          + accuracy on held-out works
+  pairs   encdec  target string from source string        + exact match on held-out pairs
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from glassformer.config import SampleConfig
+from glassformer.data import genre, mlm, seq2seq
+from glassformer.data.corpora import load_text, shakespeare_works
+from glassformer.data.lm import check_enough, get_batch, split, token_file
+from glassformer.errors import GlassformerError
+from glassformer.generate.beam import translate
+from glassformer.generate.sampler import generate
+from glassformer.tokenizers import CharTokenizer, build_tokenizer
+
+
+@torch.no_grad()
+def mean_over(model, batches: list[dict], metric=None) -> tuple[float, float | None]:
+    """Mean loss (and mean `metric(logits, batch)`) over batches, each weighted by its rows, in
+    eval mode."""
+    was_training = model.training
+    model.eval()
+    rows = [len(batch["ids"]) for batch in batches]
+    losses, scores = [], []
+    for batch in batches:
+        logits, loss = model(**batch)
+        losses.append(loss.item())
+        if metric is not None:
+            scores.append(metric(logits, batch))
+    model.train(was_training)
+
+    def mean(values):
+        return sum(v * n for v, n in zip(values, rows)) / sum(rows)
+    return mean(losses), (mean(scores) if scores else None)
+
+
+def fixed_batches(draw, n: int, seed: int) -> list[dict]:
+    """`n` batches from draw(generator), the same every call: evaluation compares like with like."""
+    generator = torch.Generator().manual_seed(seed)
+    return [draw(generator) for _ in range(n)]
+
+
+class LMTask:
+    """Next-token prediction on a text (the default corpus or --text), last 10% held out."""
+
+    def __init__(self, cfg, tokenizer=None):
+        tc, self.block_size = cfg.train, cfg.model.block_size
+        self.tc = tc
+        self.text = load_text(tc.text)
+        self.tokenizer = tokenizer or self.new_tokenizer(self.text)
+        self.train, self.val = split(token_file(self.text, self.tokenizer), tc.val_fraction)
+        check_enough(self.train, self.block_size, "training")
+        check_enough(self.val, self.block_size, "validation")
+
+    def new_tokenizer(self, text):
+        return build_tokenizer(self.tc.tokenizer, text, self.tc.bpe_vocab_size)
+
+    def describe(self) -> str:
+        return f"{len(self.train):,} train / {len(self.val):,} val tokens"
+
+    def batch(self, generator, device) -> dict:
+        x, y = get_batch(self.train, self.tc.batch_size, self.block_size, generator, device)
+        return {"ids": x, "targets": y}
+
+    def evaluate(self, model, device) -> dict:
+        out = {}
+        for name, tokens in (("train_loss", self.train), ("val_loss", self.val)):
+            def draw(g, tokens=tokens):
+                x, y = get_batch(tokens, self.tc.batch_size, self.block_size, g, device)
+                return {"ids": x, "targets": y}
+            out[name] = mean_over(model, fixed_batches(draw, self.tc.eval_batches, self.tc.seed))[0]
+        return out
+
+    def show(self, model) -> str:
+        if model.cfg.family != "gpt":
+            return ""  # the sampler decodes with a KV cache, which only the GPT has
+        prompt = "\n" if "\n" in self.text else self.text[0]  # samples start at a line break
+        cfg = SampleConfig(max_new_tokens=self.tc.sample_tokens, temperature=0.8, seed=self.tc.seed)
+        return generate(model, self.tokenizer, [prompt], cfg)[0].strip("\n")
+
+
+def masked_accuracy(logits, batch) -> float:
+    """Share of the masked positions whose original token is the top prediction."""
+    chosen = batch["targets"] != -1
+    return (logits.argmax(-1)[chosen] == batch["targets"][chosen]).float().mean().item()
+
+
+class MLMTask(LMTask):
+    """Masked-token prediction on the text (BERT pretraining); the same split as `lm`."""
+
+    SHOWN = 72  # characters of the validation text shown with every 6th one masked
+
+    def new_tokenizer(self, text):
+        return CharTokenizer.from_text(text, mlm.SPECIALS)
+
+    def draw(self, tokens, generator, device) -> dict:
+        return mlm.mlm_batch(tokens, self.tc.batch_size, self.block_size,
+                             self.tokenizer.vocab_size, generator, device)
+
+    def batch(self, generator, device) -> dict:
+        return self.draw(self.train, generator, device)
+
+    def evaluate(self, model, device) -> dict:
+        out = {}
+        for name, tokens in (("train", self.train), ("val", self.val)):
+            batches = fixed_batches(lambda g: self.draw(tokens, g, device), self.tc.eval_batches,
+                                    self.tc.seed)
+            out[f"{name}_loss"], out[f"{name}_masked_accuracy"] = mean_over(
+                model, batches, masked_accuracy)
+        return out
+
+    @torch.no_grad()
+    def show(self, model) -> str:
+        """A validation passage with every 6th character hidden, and the model's guesses."""
+        n = min(self.SHOWN, self.block_size - 2)
+        ids = mlm.wrap(torch.from_numpy(np.asarray(self.val[:n], dtype=np.int64))[None])  # (1, T)
+        hidden = torch.arange(1, n + 1, 6)  # positions of hidden characters
+        masked = ids.clone()
+        masked[0, hidden] = mlm.MASK
+        was_training = model.training
+        model.eval()
+        guess = model(masked.to(next(model.parameters()).device))[0][0].argmax(-1).cpu()  # (T,)
+        model.train(was_training)
+        filled = ids[0].clone()
+        filled[hidden] = guess[hidden]
+        shown = [self.tokenizer.decode([i]) for i in ids[0, 1:-1]]
+        for h in hidden.tolist():
+            shown[h - 1] = "_"
+        one_line = str.maketrans("\n", " ")
+        return ("masked: " + "".join(shown).translate(one_line) + "\n"
+                "filled: " + self.tokenizer.decode(filled[1:-1]).translate(one_line))
+
+
+def class_accuracy(logits, batch) -> float:
+    return (logits.argmax(-1) == batch["targets"]).float().mean().item()
+
+
+class GenreTask:
+    """Genre of a passage (comedy / tragedy / history / poem), whole works held out."""
+
+    def __init__(self, cfg, tokenizer=None):
+        if cfg.model.n_classes != len(genre.GENRES):
+            raise GlassformerError(f"the genre task has {len(genre.GENRES)} classes; set "
+                                   f"--model.n_classes={len(genre.GENRES)}")
+        if cfg.train.text is not None:
+            raise GlassformerError("the genre task reads Shakespeare's works one by one; "
+                                   "drop --text")
+        works = shakespeare_works()
+        self.tokenizer = tokenizer or CharTokenizer.from_text("".join(works.values()),
+                                                              mlm.SPECIALS)
+        self.data = genre.GenreData(works, self.tokenizer, cfg.model.block_size)
+        self.test_ids, self.test_labels = self.data.test_set()  # (N, T), (N,)
+        self.tc = cfg.train
+
+    def describe(self) -> str:
+        counts = np.bincount(self.test_labels.numpy(), minlength=len(genre.GENRES))
+        return (f"{len(genre.WORKS) - len(genre.HELD_OUT)} training works / "
+                f"{len(self.test_labels):,} held-out passages ("
+                + ", ".join(f"{n} {g}" for g, n in zip(genre.GENRES, counts)) + ")")
+
+    def batch(self, generator, device) -> dict:
+        return self.data.batch(self.tc.batch_size, generator, device)
+
+    def majority_baseline(self) -> float:
+        """Accuracy of always answering the held-out set's most common genre."""
+        return np.bincount(self.test_labels.numpy()).max() / len(self.test_labels)
+
+    def evaluate(self, model, device) -> dict:
+        batches = fixed_batches(lambda g: self.batch(g, device), self.tc.eval_batches, self.tc.seed)
+        train_loss, train_acc = mean_over(model, batches, class_accuracy)
+        B = self.tc.batch_size
+        test = [{"ids": self.test_ids[i:i + B].to(device),
+                 "targets": self.test_labels[i:i + B].to(device)}
+                for i in range(0, len(self.test_labels), B)]
+        val_loss, val_acc = mean_over(model, test, class_accuracy)
+        return {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                "val_accuracy": val_acc, "majority_baseline": self.majority_baseline()}
+
+    def show(self, model) -> str:
+        return ""
+
+
+class PairsTask:
+    """Source -> target strings: numbers to words (generated) or a TSV file (--pairs)."""
+
+    EXAMPLES = 4  # held-out pairs decoded at each evaluation
+
+    def __init__(self, cfg, tokenizer=None):
+        tc = cfg.train
+        self.pairs = (seq2seq.FilePairs(tc.pairs, tc.val_fraction, tc.seed) if tc.pairs
+                      else seq2seq.NumberPairs())
+        self.tokenizer = tokenizer or CharTokenizer.from_text(self.pairs.text(), seq2seq.SPECIALS)
+        self.test = self.pairs.test()
+        self.tc, self.block_size = tc, cfg.model.block_size
+        seq2seq.pairs_batch(self.test, self.tokenizer, self.block_size)  # fails early if too long
+
+    def describe(self) -> str:
+        return f"{len(self.test):,} held-out pairs" + (f" from {self.tc.pairs}" if self.tc.pairs
+                                                       else " (numbers to words)")
+
+    def batch(self, generator, device) -> dict:
+        pairs = self.pairs.sample(self.tc.batch_size, generator)
+        return seq2seq.pairs_batch(pairs, self.tokenizer, self.block_size, device)
+
+    def evaluate(self, model, device) -> dict:
+        batches = fixed_batches(lambda g: self.batch(g, device), self.tc.eval_batches, self.tc.seed)
+        B = self.tc.batch_size
+        test = [seq2seq.pairs_batch(self.test[i:i + B], self.tokenizer, self.block_size, device)
+                for i in range(0, len(self.test), B)]
+        return {"train_loss": mean_over(model, batches)[0], "val_loss": mean_over(model, test)[0],
+                "val_exact_match": self.exact_match(model)}
+
+    def exact_match(self, model) -> float:
+        """Share of held-out sources whose greedy translation equals the target exactly."""
+        was_training = model.training
+        got = translate(model, self.tokenizer, [s for s, _ in self.test])
+        model.train(was_training)
+        return sum(g == t for g, (_, t) in zip(got, self.test)) / len(self.test)
+
+    def show(self, model) -> str:
+        was_training = model.training
+        sources = [s for s, _ in self.test[:self.EXAMPLES]]
+        got = translate(model, self.tokenizer, sources)
+        model.train(was_training)
+        return "\n".join(f"{s} -> {g}" for s, g in zip(sources, got))
+
+
+TASKS = {"lm": LMTask, "mlm": MLMTask, "genre": GenreTask, "pairs": PairsTask}

@@ -1,0 +1,33 @@
+"""The memory estimate made before training against the peak measured in real training steps."""
+
+import pytest
+
+from glassformer.config import preset
+from glassformer.inspect.memory import estimate, measure_peak
+
+
+@pytest.mark.parametrize("name", ["tiny", "shakespeare-char"])
+def test_estimate_is_within_25_percent_of_the_measured_peak(name):
+    cfg = preset(name)
+    batch, block = cfg.train.batch_size, cfg.model.block_size
+    measured = measure_peak(cfg, batch, block)
+    predicted = estimate(cfg.model, batch, block)["training_peak"]
+    assert abs(predicted - measured) <= 0.25 * measured, (predicted, measured)
+
+
+def test_measured_activations_grow_with_the_batch_as_estimated():
+    cfg = preset("shakespeare-char")
+    block = 64
+    grown = measure_peak(cfg, 8, block) - measure_peak(cfg, 4, block)
+    per_4 = (estimate(cfg.model, 8, block)["parts"]["activations"]
+             - estimate(cfg.model, 4, block)["parts"]["activations"])
+    assert abs(grown - per_4) <= 0.25 * per_4, (grown, per_4)
+
+
+def test_parts_follow_the_formulas():
+    cfg = preset("tiny").model
+    est = estimate(cfg, batch=4, block=32, dtype="bf16")
+    n = est["parameters"]
+    assert est["parts"]["weights"] == est["parts"]["gradients"] == 2 * n
+    assert est["parts"]["AdamW state"] == 4 * n
+    assert est["kv_cache_per_token"] == 2 * cfg.n_layer * cfg.kv_heads * cfg.head_dim * 2

@@ -1,0 +1,52 @@
+"""Every figure is a real PNG of the size its layout promises, with something drawn on it."""
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from glassformer.config import apply_overrides, preset
+from glassformer.inspect.plots import (DPI, attention_grid, loss_curves, next_token_chart,
+                                       panel_inches)
+from glassformer.inspect.positions import SCHEMES, positions_figure
+from glassformer.model import build
+
+
+def read_png(path):
+    """(height, width, channels) floats; the picture must not be one flat colour."""
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image[..., :3].std() > 0.01, path
+    return image
+
+
+def test_attention_grid_has_one_panel_per_layer_and_head(tmp_path):
+    w = torch.softmax(torch.randn(1, 3, 5, 5), dim=-1)  # (B, H, T, S)
+    weights = {"blocks.0.attn": w, "blocks.1.attn": w}
+    labels = {name: (list("hello"), list("hello")) for name in weights}
+    path = attention_grid(weights, labels, tmp_path / "attention.png", "title")
+    assert read_png(path).shape[:2] == (2 * 3.5 * DPI, 3 * 3.5 * DPI)
+    assert panel_inches(5) == 3.5 and panel_inches(60) == 6.6 and panel_inches(500) == 12
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_position_figures(tmp_path, scheme):
+    cfg = apply_overrides(preset("tiny"), {"model.position": scheme}).model
+    path = positions_figure(scheme, cfg, build(cfg), tmp_path / f"{scheme}.png")
+    assert read_png(path).shape[:2] == (4 * DPI, 10 * DPI)
+
+
+def test_next_token_chart_and_loss_curves(tmp_path):
+    rows = [{"token": t, "probs": {"T=1": p, "T=0.5": p * p}} for t, p in (("a", .6), ("b", .3))]
+    path = next_token_chart(rows, ["T=1", "T=0.5"], tmp_path / "next.png")
+    assert read_png(path).shape[:2] == (4 * DPI, 8 * DPI)
+    curve = {"train": [(1, 0.1, 3.0), (2, 0.2, 2.5)], "val": [(2, 0.2, 2.6)]}
+    path = loss_curves({"a": curve}, tmp_path / "loss.png", "seconds", "seconds")
+    image = read_png(path)
+    assert image.shape[:2] == (4.5 * DPI, 7 * DPI)
+    assert np.isfinite(image).all()
+
+
+def test_the_cli_lists_the_schemes_positions_draws():
+    from glassformer.inspect import commands
+
+    assert commands.SCHEMES == SCHEMES
