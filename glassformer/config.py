@@ -380,7 +380,9 @@ PRESETS: dict[str, dict[str, dict]] = {
     # of passages (254 characters) with whole works held out; `--train.init_from RUN` starts
     # the classifier from the pretrained encoder. RoPE, not BERT's learned positions: a
     # bidirectional model has no causal mask to hint at order, and learned positions take
-    # thousands of steps to find it (as ModernBERT, we rotate instead).
+    # thousands of steps to find it (as ModernBERT, we rotate instead). The classifier pools the
+    # mean over the passage: masked-LM pretraining never trains the [CLS] vector (there is no
+    # next-sentence task), so [CLS] pooling would start from an untrained summary.
     "bert-shakespeare": {
         "model": {"family": "bert", "block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128,
                   "position": "rope", "embed_norm": True},
@@ -389,7 +391,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "shakespeare-genre": {
         "model": {"family": "bert", "block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128,
-                  "position": "rope", "embed_norm": True, "n_classes": 4, "dropout": 0.1},
+                  "position": "rope", "embed_norm": True, "n_classes": 4, "pooling": "mean",
+                  "dropout": 0.1},
         "train": {"task": "genre", "batch_size": 32, "max_steps": 300, "lr": 5e-4, "min_lr": 5e-5,
                   "warmup_steps": 30, "eval_every": 100, "eval_batches": 10, "save_every": 100},
     },
@@ -397,8 +400,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     # seventeen"), character level, 2,000 held-out numbers.
     "numbers-seq2seq": {
         "model": {"family": "encdec", "block_size": 72, "n_layer": 3, "n_head": 4, "n_embd": 128},
-        "train": {"task": "pairs", "batch_size": 64, "max_steps": 1000, "lr": 2e-3, "min_lr": 1e-4,
-                  "warmup_steps": 100, "eval_every": 250, "eval_batches": 5, "save_every": 250},
+        "train": {"task": "pairs", "batch_size": 64, "max_steps": 800, "lr": 2e-3, "min_lr": 1e-4,
+                  "warmup_steps": 80, "eval_every": 200, "eval_batches": 5, "save_every": 200},
     },
     "gpt2": {"model": {"vocab_size": 50257, "block_size": 1024, "n_layer": 12, "n_head": 12,
                        "n_embd": 768}},
@@ -432,19 +435,21 @@ def from_dict(cls, data: dict):
 def apply_overrides(run: RunConfig, overrides: dict[str, str]) -> RunConfig:
     """Apply dotted command-line overrides such as {"model.n_layer": "4", "train.lr": "3e-4"}.
 
-    Values are parsed by the field's type; unknown sections or fields are errors.
+    Values are parsed by the field's type; unknown sections or fields are errors. All of a
+    section's values are applied at once, so checks between fields (min_lr <= lr) see them all.
     """
     sections = {"model": run.model, "train": run.train}
+    changes = {"model": {}, "train": {}}
     for key, raw in overrides.items():
         section, _, name = key.partition(".")
         if section not in sections or not name:
             raise ConfigError(f"unknown option --{key}; options look like --model.FIELD=VALUE "
                               f"or --train.FIELD=VALUE")
-        cfg = sections[section]
-        _reject_unknown(type(cfg), {name: raw}, f"--{section} options")
-        value = parse_value(typing.get_type_hints(type(cfg))[name], raw, f"{section}.{name}")
-        sections[section] = dataclasses.replace(cfg, **{name: value})
-    return RunConfig(**sections)
+        cls = type(sections[section])
+        _reject_unknown(cls, {name: raw}, f"--{section} options")
+        changes[section][name] = parse_value(typing.get_type_hints(cls)[name], raw,
+                                             f"{section}.{name}")
+    return RunConfig(**{k: dataclasses.replace(cfg, **changes[k]) for k, cfg in sections.items()})
 
 
 def parse_value(tp, raw: str, name: str):

@@ -309,3 +309,13 @@ def test_sample_config_edges_are_valid():
     assert SampleConfig(top_p=1.0, top_k=1).top_k == 1
     assert SampleConfig(top_k=None).top_k is None
     assert from_dict(SampleConfig, {"stop": ["\n\n"]}).stop == ("\n\n",)  # JSON list -> tuple
+
+
+def test_overrides_are_checked_together():
+    """A lower lr with a lower min_lr is fine whichever comes first on the command line."""
+    for order in (("train.lr", "train.min_lr"), ("train.min_lr", "train.lr")):
+        values = {"train.lr": "5e-5", "train.min_lr": "1e-5"}
+        cfg = apply_overrides(preset("tiny"), {k: values[k] for k in order})
+        assert (cfg.train.lr, cfg.train.min_lr) == (5e-5, 1e-5)
+    with pytest.raises(ConfigError, match="min_lr must be in"):
+        apply_overrides(preset("tiny"), {"train.lr": "5e-5"})  # below the default min_lr 1e-4

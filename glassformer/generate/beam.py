@@ -3,10 +3,11 @@ step feeds one new token) and the cross-attention keys/values computed once per 
 first step stores them in the cache).
 
 Beam search keeps, for each source, the K most likely partial targets (beams) by summed log
-probability. Each step extends every beam by every token, keeps the best 2K extensions, sets
-aside those ending in [EOS] as finished hypotheses and continues the best K others. A source is
-done when it has K finished hypotheses (HF's early_stopping=True); the finished one with the best
-score / length ** length_penalty wins (length_penalty > 0 favours longer outputs).
+probability. Each step extends every beam by every token and keeps the best 2K extensions: an
+extension by [EOS] among the best K is a finished hypothesis, scored score / length **
+length_penalty (length_penalty > 0 favours longer outputs), and the best K others continue. A
+source is done when it has K finished hypotheses and no live beam could beat the worst of them
+(Hugging Face's early_stopping=False rule); the best finished one wins.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def beam_search(model, src, src_valid, beam: int = 4, length_penalty: float = 1.
     scores[:, 0] = 0.0  # all beams start equal: expand only the first at step one
     seqs = torch.full((B * K, 0), PAD, dtype=torch.long, device=dev)  # (B*K, steps so far)
     step = torch.full((B * K, 1), BOS, device=dev)
-    finished = [[] for _ in range(B)]  # per source: (normalised score, ids)
+    finished = [[] for _ in range(B)]  # per source: the K best (normalised score, ids)
+    done = [False] * B
     for t in range(1, max_len + 1):
         logits = model.decode(step, memory, src_valid[rows], cache=cache)  # (B*K, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), -1)  # (B*K, V)
@@ -66,25 +68,28 @@ def beam_search(model, src, src_valid, beam: int = 4, length_penalty: float = 1.
         top, index = cand.topk(2 * K, dim=1)  # (B, 2K): enough to leave K that are not [EOS]
         parent, token = index // V, index % V  # (B, 2K) beam and token of each candidate
         keep_score = torch.full((B, K), float("-inf"), device=dev)
-        keep_row = torch.zeros(B, K, dtype=torch.long, device=dev)
+        keep_row = (torch.arange(B, device=dev) * K)[:, None].repeat(1, K)  # (B, K)
         keep_token = torch.full((B, K), PAD, dtype=torch.long, device=dev)
         for b in range(B):
-            if len(finished[b]) >= K:
-                continue  # done: its rows keep decoding padding, unused
+            if done[b]:
+                continue  # its rows keep decoding padding, unused
             kept = 0
-            for score, p, tok in zip(top[b].tolist(), parent[b].tolist(), token[b].tolist()):
+            for rank, (score, p, tok) in enumerate(zip(top[b].tolist(), parent[b].tolist(),
+                                                       token[b].tolist())):
                 if score == float("-inf") or kept == K:
                     break
-                if tok == EOS:
-                    ids = seqs[b * K + p].tolist()
-                    finished[b].append((score / t ** length_penalty, ids))
-                    if len(finished[b]) >= K:
-                        break
-                else:
+                if tok != EOS:
                     keep_score[b, kept], keep_row[b, kept] = score, b * K + p
                     keep_token[b, kept] = tok
                     kept += 1
-        if all(len(f) >= K for f in finished):
+                elif rank < K:  # an ending counts only if it ranks among the K best
+                    hypothesis = (score / t ** length_penalty, seqs[b * K + p].tolist())
+                    finished[b] = sorted(finished[b] + [hypothesis], reverse=True)[:K]
+            # Done once K endings are in and no live beam, scored as if it ended now, beats
+            # the worst of them (Hugging Face's early_stopping=False rule).
+            done[b] = (len(finished[b]) == K and
+                       keep_score[b].max().item() / t ** length_penalty <= finished[b][-1][0])
+        if all(done):
             break
         order = keep_row.view(-1)  # (B*K,) the parent row of each new beam
         cache.reorder(order)
@@ -95,7 +100,7 @@ def beam_search(model, src, src_valid, beam: int = 4, length_penalty: float = 1.
     best = []
     for b in range(B):
         if finished[b]:
-            best.append(max(finished[b], key=lambda f: f[0])[1])
+            best.append(finished[b][0][1])
         else:  # nothing ended within max_len: the best beam so far
             best.append(seqs[b * K + scores[b].argmax().item()].tolist())
     return best

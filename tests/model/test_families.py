@@ -175,3 +175,23 @@ def test_beam_search_of_a_padded_batch_equals_one_source_at_a_time(seq2seq_model
     alone = [beam_search(seq2seq_model, src[b:b + 1, :valid[b].sum()],
                          valid[b:b + 1, :valid[b].sum()], beam=3, max_len=15)[0] for b in range(3)]
     assert batched == alone
+
+
+def test_beam_search_waits_for_the_likeliest_ending():
+    """Short unlikely endings come first; the search must not stop on them. A decoder whose
+    next-token probabilities depend only on the last token: the best target is a d e (0.51);
+    b, c and an immediate [EOS] end sooner but are far less likely."""
+    model = make("encdec")
+    a, b, c, d, e = 3, 4, 5, 6, 7
+    probs = torch.full((V, V), 1e-6)  # row: the last token; column: the next
+    probs[BOS, [a, b, c, EOS]] = torch.tensor([0.6, 0.15, 0.15, 0.05])
+    probs[a, [d, EOS]] = torch.tensor([0.95, 0.05])
+    probs[b, [EOS, d]] = torch.tensor([0.5, 0.5])
+    probs[c, [EOS, e]] = torch.tensor([0.5, 0.5])
+    probs[d, [e, EOS]] = torch.tensor([0.95, 0.05])
+    probs[e, EOS] = 0.95
+    logits = probs.log()
+    model.decode = lambda step, memory, src_valid, cache=None: logits[step[:, 0]][:, None, :]
+    src, valid = torch.tensor([[a, b]]), torch.ones(1, 2, dtype=torch.bool)
+    assert greedy(model, src, valid, 10) == [[a, d, e]]
+    assert beam_search(model, src, valid, beam=3, max_len=10) == [[a, d, e]]
