@@ -48,6 +48,9 @@ class GenreData:
             ids = np.array(tokenizer.encode(works[name]), dtype=np.int64)
             label = GENRES.index(genre)
             (self.test.append((ids, label)) if name in HELD_OUT else self.train[label].append(ids))
+        # passage starts per training work, by genre: a work is drawn in proportion to them
+        self.starts = {g: torch.tensor([len(w) - self.length + 1 for w in works], dtype=torch.float)
+                       for g, works in self.train.items()}
 
     def batch(self, batch_size: int, generator: torch.Generator, device="cpu") -> dict:
         """Random training passages and their genres: BERT.forward's keyword arguments."""
@@ -55,8 +58,7 @@ class GenreData:
         rows = []
         for g in labels.tolist():
             works = self.train[g]
-            sizes = torch.tensor([len(w) - self.length + 1 for w in works], dtype=torch.float)
-            w = works[torch.multinomial(sizes, 1, generator=generator).item()]  # by length
+            w = works[torch.multinomial(self.starts[g], 1, generator=generator).item()]  # by length
             o = torch.randint(len(w) - self.length + 1, (1,), generator=generator).item()
             rows.append(torch.from_numpy(w[o:o + self.length]))
         return {"ids": wrap(torch.stack(rows)).to(device), "targets": labels.to(device)}

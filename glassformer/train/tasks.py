@@ -6,6 +6,8 @@ training batches (the keyword arguments of its model's forward), and evaluates.
   mlm     bert    masked tokens of the text               + masked-token accuracy
   genre   bert    genre of a Shakespeare passage          + accuracy on held-out works
   pairs   encdec  target string from source string        + exact match on held-out pairs
+
+`evaluate` and `show` leave the model in eval mode; the loop switches it back to training.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from glassformer.tokenizers import CharTokenizer, build_tokenizer
 def mean_over(model, batches: list[dict], metric=None) -> tuple[float, float | None]:
     """Mean loss (and mean `metric(logits, batch)`) over batches, each weighted by its rows, in
     eval mode."""
-    was_training = model.training
     model.eval()
     rows = [len(batch["ids"]) for batch in batches]
     losses, scores = [], []
@@ -36,7 +37,6 @@ def mean_over(model, batches: list[dict], metric=None) -> tuple[float, float | N
         losses.append(loss.item())
         if metric is not None:
             scores.append(metric(logits, batch))
-    model.train(was_training)
 
     def mean(values):
         return sum(v * n for v, n in zip(values, rows)) / sum(rows)
@@ -126,10 +126,8 @@ class MLMTask(LMTask):
         hidden = torch.arange(1, n + 1, 6)  # positions of hidden characters
         masked = ids.clone()
         masked[0, hidden] = mlm.MASK
-        was_training = model.training
         model.eval()
         guess = model(masked.to(next(model.parameters()).device))[0][0].argmax(-1).cpu()  # (T,)
-        model.train(was_training)
         filled = ids[0].clone()
         filled[hidden] = guess[hidden]
         shown = [self.tokenizer.decode([i]) for i in ids[0, 1:-1]]
@@ -221,16 +219,12 @@ class PairsTask:
 
     def exact_match(self, model) -> float:
         """Share of held-out sources whose greedy translation equals the target exactly."""
-        was_training = model.training
         got = translate(model, self.tokenizer, [s for s, _ in self.test])
-        model.train(was_training)
         return sum(g == t for g, (_, t) in zip(got, self.test)) / len(self.test)
 
     def show(self, model) -> str:
-        was_training = model.training
         sources = [s for s, _ in self.test[:self.EXAMPLES]]
         got = translate(model, self.tokenizer, sources)
-        model.train(was_training)
         return "\n".join(f"{s} -> {g}" for s, g in zip(sources, got))
 
 
