@@ -13,6 +13,8 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N] [--out DIR]
   glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora] [--compare]
   glassformer train --nproc N ...                   (the same train, in N processes: torchrun)
+  glassformer serve RUN [--host H] [--port P] [--max-tokens N] ...   (the playground in a browser)
+  glassformer chat RUN [--temperature T] ...        (the same, in the terminal)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from glassformer.errors import ConfigError, GlassformerError
 from glassformer.finetune import commands as finetune_commands
 from glassformer.inspect.commands import add_commands as add_inspect_commands
 from glassformer.interop import commands as interop_commands
+from glassformer.serve.limits import Limits
 from glassformer.tokenizers import commands as tokenizer_commands
 
 
@@ -73,16 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate text from a trained run")
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    defaults = C.SampleConfig()
-    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    p.add_argument("--temperature", type=float, default=defaults.temperature,
-                   help="0 = greedy (default: %(default)s)")
-    p.add_argument("--top-k", type=int, help="keep only the k most likely tokens")
-    p.add_argument("--top-p", type=float, default=defaults.top_p, help="nucleus sampling mass")
-    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--seed", type=int, help="seed for reproducible samples")
+    add_sampling_options(p)
     p.set_defaults(run=cmd_sample)
+
+    p = sub.add_parser("chat", help="type prompts and watch their continuations stream in the "
+                                    "terminal (until end of input or /quit)")
+    p.add_argument("run_dir", metavar="RUN")
+    add_sampling_options(p)
+    p.set_defaults(run=cmd_chat)
+
+    p = sub.add_parser("serve", help="the playground: a local web page to sample, watch the "
+                                     "next-token distribution and attention; an OpenAI-style API")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    limits = Limits()
+    p.add_argument("--max-prompt-chars", type=int, default=limits.max_prompt_chars,
+                   help="longest prompt or inspected text, in characters (default: %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=limits.max_tokens,
+                   help="most tokens one completion may ask for (default: %(default)s)")
+    p.add_argument("--max-concurrent", type=int, default=limits.max_concurrent,
+                   help="completions generating at once; more get 429 (default: %(default)s)")
+    p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("eval", help="loss, perplexity and bits per character on held-out text")
     p.add_argument("run_dir", metavar="RUN")
@@ -111,6 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     finetune_commands.add_commands(sub)
     add_inspect_commands(sub)
     return parser
+
+
+def add_sampling_options(p) -> None:
+    """The options of a SampleConfig, for the commands that generate text."""
+    defaults = C.SampleConfig()
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    p.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help="0 = greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, help="keep only the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=defaults.top_p, help="nucleus sampling mass")
+    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, help="seed for reproducible samples")
+
+
+def sample_config(args) -> C.SampleConfig:
+    return C.SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p,
+                          repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
+                          seed=args.seed)
 
 
 def parse_overrides(extra: list[str]) -> dict[str, str]:
@@ -180,10 +216,7 @@ def cmd_sample(args) -> int:
     from glassformer.train.checkpoint import load_run
     from glassformer.train.device import pick_device
 
-    cfg = C.SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p,
-                         repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
-                         seed=args.seed)
+    cfg = sample_config(args)
     run = load_run(args.run_dir, pick_device())
     _require_family(run, ("gpt",), "sample")
     sys.stdout.write(args.prompt)
@@ -191,6 +224,32 @@ def cmd_sample(args) -> int:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from glassformer.serve.chat import chat, typed_prompts
+    from glassformer.train.checkpoint import load_run
+    from glassformer.train.device import pick_device
+
+    cfg = sample_config(args)
+    run = load_run(args.run_dir, pick_device())
+    _require_family(run, ("gpt",), "chat")
+    print(f"{args.run_dir}: type a prompt and press Enter; /quit or Ctrl-D to end, Ctrl-C to "
+          "stop a continuation")
+    chat(run.model, run.tokenizer, typed_prompts(), cfg, sys.stdout)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from glassformer.serve.api import serve
+
+    limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens=args.max_tokens,
+                    max_concurrent=args.max_concurrent)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this machine can use "
+              "the playground and its API", file=sys.stderr)
+    serve(args.run_dir, args.host, args.port, limits)
     return 0
 
 

@@ -246,6 +246,10 @@ class TrainConfig:
     """Several processes (torchrun): each holds the whole model and the gradients are averaged
     (DistributedDataParallel), or each holds 1/N of the weights, gradients and optimizer state
     (FSDP2, for models that do not fit one device). One process: no effect."""
+    compile: bool = False
+    """torch.compile the training step's forward and backward (evaluation and sampling stay
+    eager); one process only. Pays a compile at the start (~30 s on a CPU); measure with
+    bench/train_step.py before keeping it: on a 2-core CPU it gained nothing for small models."""
     lora_rank: int = 0
     """Rank r of low-rank adapters (LoRA) on the lora_targets layers of the init_from model:
     only the adapters (and a classifier head) train, the rest is frozen. 0: every weight trains."""
@@ -369,6 +373,22 @@ PRESETS: dict[str, dict[str, dict]] = {
         "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192},
         "train": {"batch_size": 32, "max_steps": 900, "lr": 3e-3, "min_lr": 3e-4,
                   "warmup_steps": 30, "eval_every": 300, "eval_batches": 10, "save_every": 300},
+    },
+    # The best recipe we measured on 2 CPU cores (bench/time_to_loss.py), at two budgets: RoPE,
+    # RMSNorm, ReLU, no biases, a high learning rate with a short warmup, batches of 16-32.
+    # `shakespeare-sprint` is sized to reach nanoGPT's CPU "baby GPT" figure (val loss 1.88 on
+    # tinyshakespeare) soonest; `shakespeare-fast` to do best in 10 minutes.
+    "shakespeare-sprint": {
+        "model": {"block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 128, "position": "rope",
+                  "norm": "rmsnorm", "activation": "relu", "bias": False},
+        "train": {"batch_size": 32, "max_steps": 400, "lr": 3e-3, "min_lr": 3e-4,
+                  "warmup_steps": 30, "eval_every": 100, "eval_batches": 10, "save_every": 400},
+    },
+    "shakespeare-fast": {
+        "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192, "position": "rope",
+                  "norm": "rmsnorm", "activation": "relu", "bias": False},
+        "train": {"batch_size": 32, "max_steps": 1150, "lr": 3e-3, "min_lr": 3e-4,
+                  "warmup_steps": 50, "eval_every": 200, "eval_batches": 10, "save_every": 200},
     },
     "shakespeare-bpe": {  # the same model on byte-level BPE tokens (~3 characters each)
         "model": {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192},

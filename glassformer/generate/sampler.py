@@ -10,9 +10,11 @@ block_size * 3 // 4 tokens; the cache is then rebuilt by prefilling every row's 
 (positions restart at 0). A prompt longer than the window is cut the same way.
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
+from dataclasses import dataclass
 from itertools import islice
+from typing import Literal
 
 import torch
 
@@ -45,10 +47,20 @@ def generate(model, tokenizer, prompts: list[str], cfg) -> list[str]:
     return [text[:_stop_index(text, cfg.stop)] for text in texts]  # [:None] keeps all
 
 
-def stream(model, tokenizer, prompt: str, cfg) -> Iterator[str]:
+@dataclass(frozen=True)
+class Finish:
+    """How a stream ended: at a stop string ("stop") or after max_new_tokens ("length")."""
+
+    reason: Literal["stop", "length"]
+    tokens: int
+    """Tokens generated (a stop string's own tokens included)."""
+
+
+def stream(model, tokenizer, prompt: str, cfg) -> Generator[str, None, Finish]:
     """Yield the continuation of `prompt` piece by piece as tokens come; the pieces joined equal
     generate(...)[0] for the same seed. Text that might begin a stop string is held back until
-    it does not, so a stop string is never yielded.
+    it does not, so a stop string is never yielded. The generator returns a Finish (the value
+    of its StopIteration; a for loop ignores it).
 
     Each step decodes only the newest tokens, after the few before them for context (a tokenizer
     may join or space tokens differently at the start of a text). Only whole characters are
@@ -73,12 +85,13 @@ def stream(model, tokenizer, prompt: str, cfg) -> Iterator[str]:
                 yield text[shown:safe]
                 shown = safe
             if stop is not None:
-                return
+                return Finish("stop", len(new))
     text = tokenizer.decode(new)  # no stop string came: release what was held back
     stop = _stop_index(text, cfg.stop)  # (text held back as a cut-off character may hold one)
     end = len(text) if stop is None else stop
     if end > shown:
         yield text[shown:end]
+    return Finish("length" if stop is None else "stop", len(new))
 
 
 @torch.inference_mode()

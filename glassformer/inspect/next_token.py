@@ -28,7 +28,10 @@ class Setting:
         return ", ".join(parts)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits (B, V) -> the (B, V) distribution this setting samples from."""
+        """logits (B, V) -> the (B, V) distribution this setting samples from. Temperature 0 is
+        greedy decoding: all the mass on the top token (the first on ties, as the sampler's)."""
+        if self.temperature == 0:
+            return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()
         logits = filters.temperature(logits, self.temperature)
         if self.top_k is not None:
             logits = filters.top_k(logits, self.top_k)

@@ -22,9 +22,16 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device):
-    """Mixed precision where it is safe and fast: bf16 on CUDA GPUs that support it; fp32
+def compute_dtype(device) -> torch.dtype:
+    """The precision training's matmuls run in: bf16 on CUDA GPUs that support it; fp32
     elsewhere (fp16 would need loss scaling; CPU bf16 matmuls are slower without AMX)."""
     if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast(device):
+    """Mixed precision where it is safe and fast (compute_dtype), else nothing."""
+    if compute_dtype(device) != torch.float32:
+        return torch.autocast(torch.device(device).type, dtype=compute_dtype(device))
     return contextlib.nullcontext()

@@ -21,6 +21,7 @@ from glassformer.tokenizers import load_tokenizer
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import distributed
 from glassformer.train.device import autocast
+from glassformer.train.flops import flops_per_token, training_peak
 from glassformer.train.optim import lr_at, make_optimizer
 from glassformer.train.progress import Progress, format_duration
 from glassformer.train.tasks import TASKS
@@ -78,6 +79,10 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
     step = saved_step = ckpt.load_weights(model, run_dir / ckpt.MODEL) if resume else 0
     core = model.to(device)  # evaluated and sampled; `model` is what the processes share
     model = distributed.wrap(core, tc.parallel, world)
+    if tc.compile and world.size > 1:
+        raise GlassformerError("train.compile works in one process; drop --train.compile or "
+                               "--nproc")
+    stepped = torch.compile(model) if tc.compile else model  # evaluation and sampling: eager
     optimizer = make_optimizer(model, tc)
     batches = torch.Generator().manual_seed(tc.seed)  # draws the training batches
     if resume:
@@ -90,7 +95,10 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
         if world.main:
             ckpt.truncate_metrics(run_dir, step)
 
-    progress = Progress(tc.max_steps, step, (out or sys.stderr) if world.main else io.StringIO())
+    # MFU against this device's measured matmul peak, summed over the processes
+    peak = training_peak(str(device)) * world.size
+    progress = Progress(tc.max_steps, step, (out or sys.stderr) if world.main else io.StringIO(),
+                        flops_per_token(core, mc.block_size), peak)
     trainable = sum(p.numel() for p in core.parameters() if p.requires_grad)
     lora_note = f" ({trainable:,} trainable: LoRA rank {tc.lora_rank})" if tc.lora_rank else ""
     progress.print(f"{count_parameters(core):,} parameters{lora_note}"
@@ -108,7 +116,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
         lr = lr_at(step, tc)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, grad_norm, tokens = train_step(model, task, batches, tc, device, world)
+        loss, grad_norm, tokens = train_step(stepped, task, batches, tc, device, world)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             where = f"step {saved_step}" if saved_step else "none was written yet"
             raise TrainingDiverged(
@@ -122,7 +130,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
 
         if step % tc.log_every == 0 and world.main:
             ckpt.append_metrics(run_dir, {"step": step, "train_loss": loss, "lr": lr,
-                                          "grad_norm": grad_norm, "tokens_per_s": round(rate)})
+                                          "grad_norm": grad_norm, "tokens_per_s": round(rate),
+                                          "mfu": round(progress.mfu(rate), 4)})
         if (tc.eval_every and step % tc.eval_every == 0) or step == tc.max_steps:
             # Every process evaluates the same fixed batches (an FSDP forward needs them all).
             with autocast(device):

@@ -1,4 +1,5 @@
-"""A one-line progress display: step, loss, tokens/s and ETA, redrawn in place on a terminal."""
+"""A one-line progress display: step, loss, tokens/s, model FLOPs utilisation (MFU, see
+train/flops.py) and ETA, redrawn in place on a terminal."""
 
 import time
 
@@ -9,10 +10,14 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Call `update(step, loss, tokens)` after each step; `print()` keeps the bar intact."""
+    """Call `update(step, loss, tokens)` after each step; `print()` keeps the bar intact.
 
-    def __init__(self, total_steps: int, start_step: int, stream):
+    `flops_per_token` and the hardware's `peak` FLOP/s (0: unknown) give the MFU."""
+
+    def __init__(self, total_steps: int, start_step: int, stream, flops_per_token: float = 0.0,
+                 peak: float = 0.0):
         self.total, self.start_step, self.stream = total_steps, start_step, stream
+        self.flops_per_token, self.peak = flops_per_token, peak
         self.tty = stream.isatty()
         self.t0 = time.perf_counter()
         self.tokens = 0
@@ -27,7 +32,9 @@ class Progress:
         width = 24
         filled = width * step // self.total
         self.last_line = (f"[{'#' * filled}{'.' * (width - filled)}] step {step}/{self.total} "
-                          f"| loss {loss:.4f} | {rate / 1000:.1f}k tok/s | ETA {format_duration(eta)}")
+                          f"| loss {loss:.4f} | {rate / 1000:.1f}k tok/s"
+                          + (f" | MFU {self.mfu(rate):.0%}" if self.peak else "")
+                          + f" | ETA {format_duration(eta)}")
         if self.tty:
             self.stream.write("\r" + self.last_line + "\033[K")
             self.stream.flush()
@@ -35,6 +42,10 @@ class Progress:
             self.stream.write(self.last_line + "\n")  # a log or CI gets 20 lines, not thousands
             self.stream.flush()
         return rate
+
+    def mfu(self, rate: float) -> float:
+        """The share of the peak that `rate` tokens/s use (0 when the peak is unknown)."""
+        return self.flops_per_token * rate / self.peak if self.peak else 0.0
 
     def print(self, text: str) -> None:
         """Print `text` on its own lines (clearing the bar on a terminal)."""

@@ -1,0 +1,294 @@
+// The glassformer playground: plain JavaScript over the JSON API of glassformer/serve/api.py.
+//
+// The page describes one text: the prompt, plus what was generated after it. The "Next token"
+// panel shows the model's distribution for the token after that text (refreshed when a slider
+// moves), and clicking a token of the text draws, for every layer and head, its attention onto
+// the tokens before it.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const SLIDERS = ["temperature", "top-k", "top-p", "max-tokens"];
+
+let text = "";          // the prompt and what was generated: what the panels describe
+let promptLength = 0;   // characters of `text` typed by the user
+let generation = null;  // the AbortController of the running completion, if any
+let latest = 0;         // the newest distribution request; answers to older ones are dropped
+
+// ---- talking to the server ----
+
+async function post(path, body, signal) {
+  const response = await fetch(path, {
+    method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(body), signal,
+  });
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    throw new Error(answer.error ? answer.error.message : `${response.status} ${response.statusText}`);
+  }
+  return response;
+}
+
+// The JSON objects of a server-sent event stream: "data: {...}" events, each ended by a blank
+// line, until "data: [DONE]".
+async function* events(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const line = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (!line.startsWith("data: ")) continue;
+      if (line === "data: [DONE]") return;
+      yield JSON.parse(line.slice("data: ".length));
+    }
+  }
+}
+
+function sampling() {
+  return {temperature: +$("temperature").value, top_k: +$("top-k").value, top_p: +$("top-p").value};
+}
+
+function showError(err) {
+  $("error").textContent = err ? err.message : "";
+}
+
+// ---- generating ----
+
+async function generate() {
+  stop();
+  text = $("prompt").value;
+  promptLength = text.length;
+  const output = $("output");
+  output.replaceChildren(piece(text, "prompt pending"));
+  clearAttention();
+  showError(null);
+  $("finish").textContent = "";
+  const request = {prompt: text, max_tokens: +$("max-tokens").value, stream: true, ...sampling()};
+  if ($("seed").value !== "") request.seed = +$("seed").value;
+  generation = new AbortController();
+  setRunning(true);
+  try {
+    const response = await post("/v1/completions", request, generation.signal);
+    for await (const data of events(response)) {
+      if (data.error) throw new Error(data.error.message);
+      const choice = data.choices[0];
+      if (choice.text) {
+        text += choice.text;
+        output.append(piece(choice.text, "generated pending"));
+      }
+      if (choice.finish_reason) {
+        $("finish").textContent = choice.finish_reason === "stop" ? "stopped at a stop string"
+          : "reached max tokens";
+      }
+    }
+  } catch (err) {
+    if (err.name === "AbortError") $("finish").textContent = "stopped";
+    else showError(err);
+  } finally {
+    generation = null;
+    setRunning(false);
+    refresh();  // the tokens of the whole text, and the next one after it
+  }
+}
+
+// Closing the connection ends the generation on the server too.
+function stop() {
+  if (generation) generation.abort();
+}
+
+function setRunning(running) {
+  $("generate").disabled = running;
+  $("stop").disabled = !running;
+}
+
+function piece(content, classes) {
+  const span = document.createElement("span");
+  span.className = classes;
+  span.textContent = content;
+  return span;
+}
+
+// ---- the text as tokens, and the next-token distribution ----
+
+async function refresh() {
+  const asked = ++latest;
+  if (!text) {
+    $("output").replaceChildren();
+    $("distribution").replaceChildren();
+    $("kept").textContent = "Type a prompt to see what the model would write next.";
+    return;
+  }
+  try {
+    const view = await (await post("/v1/distribution", {text, top: 12, ...sampling()})).json();
+    if (asked !== latest) return;
+    showTokens(view.tokens);
+    showDistribution(view);
+    showError(null);
+  } catch (err) {
+    if (asked === latest) showError(err);
+  }
+}
+
+function showTokens(tokens) {
+  let offset = 0;
+  const spans = tokens.map((token, position) => {
+    const span = piece(token, `token ${offset >= promptLength ? "generated" : "prompt"}`);
+    if (token === "\n") span.classList.add("newline");
+    span.dataset.position = position;
+    span.title = `token ${position}: ${JSON.stringify(token)}`;
+    offset += token.length;
+    return span;
+  });
+  $("output").replaceChildren(...spans);
+}
+
+function showDistribution(view) {
+  $("kept").textContent = `${view.setting}: ${view.kept} of ${view.vocab_size} tokens can be drawn`;
+  const scale = Math.max(...view.candidates.map((c) => Math.max(c.probability, c.filtered)));
+  const rows = view.candidates.map((c) => {
+    const row = document.createElement("div");
+    row.className = c.filtered > 0 ? "candidate" : "candidate removed";
+    row.dataset.id = c.id;
+    const bars = document.createElement("div");
+    bars.className = "bars";
+    for (const [kind, p] of [["raw", c.probability], ["filtered", c.filtered]]) {
+      const bar = document.createElement("div");
+      bar.className = `bar ${kind}`;
+      bar.style.width = `${(100 * p) / scale}%`;
+      bars.append(bar);
+    }
+    row.append(piece(JSON.stringify(c.token), "label"), bars,
+               piece(`${c.probability.toFixed(3)} → ${c.filtered.toFixed(3)}`, "numbers"));
+    return row;
+  });
+  $("distribution").replaceChildren(...rows);
+}
+
+// ---- attention ----
+
+async function showAttention(position) {
+  for (const span of $("output").querySelectorAll(".token.selected")) {
+    span.classList.remove("selected");
+  }
+  $("output").querySelector(`.token[data-position="${position}"]`).classList.add("selected");
+  try {
+    const view = await (await post("/v1/attention", {text, position})).json();
+    drawAttention(view);
+    showError(null);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// One row per layer and head, one column per key token (the query's window), each cell shaded
+// by the square root of its weight, so that small weights still show (and attention spread
+// evenly stays pale); the exact weight is in the cell's tooltip.
+function drawAttention(view) {
+  const keys = view.tokens.slice(view.start, view.position + 1);
+  const cell = 18, left = 110, top = 60;
+  const rows = view.layers.flatMap((layer, l) =>
+    layer.heads.map((weights, h) => ({layer: l, head: h, name: layer.name, weights})));
+  const svg = element("svg", {width: left + keys.length * cell + 10, height: top + rows.length * cell + 4});
+  keys.forEach((token, k) => {
+    const x = left + k * cell + cell / 2, y = top - 6;
+    const label = element("text", {x, y, transform: `rotate(-60 ${x} ${y})`});
+    label.textContent = JSON.stringify(token).slice(1, -1);
+    svg.append(label);
+  });
+  rows.forEach((row, r) => {
+    const y = top + r * cell;
+    const label = element("text", {x: 0, y: y + cell - 5});
+    label.textContent = `layer ${row.layer} head ${row.head}`;
+    svg.append(label);
+    row.weights.forEach((w, k) => {
+      const rect = element("rect", {
+        class: "cell", x: left + k * cell, y, width: cell, height: cell,
+        fill: shade(Math.sqrt(w)), "data-layer": row.layer, "data-head": row.head,
+        "data-key": view.start + k, "data-weight": w,
+      });
+      const title = element("title", {});
+      title.textContent = `${row.name} head ${row.head}: ` +
+        `${JSON.stringify(keys.at(-1))} → ${JSON.stringify(keys[k])} ${w.toFixed(3)}`;
+      rect.append(title);
+      svg.append(rect);
+    });
+  });
+  $("attention").replaceChildren(svg);
+  $("attention-caption").textContent = `Attention of token ${view.position} ` +
+    `(${JSON.stringify(keys.at(-1))}) onto tokens ${view.start} to ${view.position}: ` +
+    "rows are layer × head; darker is more (shaded by the square root of the weight).";
+}
+
+function clearAttention() {
+  $("attention").replaceChildren();
+}
+
+function element(name, attributes) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  return node;
+}
+
+function shade(x) {  // 0 -> white, 1 -> dark blue
+  const mix = (a, b) => Math.round(a + (b - a) * x);
+  return `rgb(${mix(255, 29)}, ${mix(255, 78)}, ${mix(255, 170)})`;
+}
+
+// ---- wiring ----
+
+function debounce(fn, ms) {
+  let timer;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+function showSliderValues() {
+  for (const id of SLIDERS) $(`${id}-value`).textContent = $(id).value;
+  if (+$("temperature").value === 0) $("temperature-value").textContent = "greedy";
+  if (+$("top-k").value === 0) $("top-k-value").textContent = "off";
+}
+
+async function start() {
+  const status = await (await fetch("/v1/status")).json();
+  $("model").textContent = `${status.model}: ${status.n_layer} layers × ${status.n_head} heads, ` +
+    `window ${status.block_size}, vocabulary ${status.vocab_size}`;
+  $("max-tokens").max = status.limits.max_tokens;
+  $("max-tokens").value = Math.min(200, status.limits.max_tokens);
+  $("top-k").max = status.vocab_size;
+  $("prompt").maxLength = status.limits.max_prompt_chars;
+  showSliderValues();
+}
+
+const refreshSoon = debounce(refresh, 150);
+for (const id of SLIDERS) {
+  $(id).addEventListener("input", () => {
+    showSliderValues();
+    if (id !== "max-tokens") refreshSoon();
+  });
+}
+$("prompt").addEventListener("input", debounce(() => {
+  // A generation started from this very prompt (Ctrl+Enter right after typing) goes on.
+  if ($("prompt").value === text.slice(0, promptLength)) return;
+  stop();
+  text = $("prompt").value;
+  promptLength = text.length;
+  clearAttention();
+  refresh();
+}, 300));
+$("prompt").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && event.ctrlKey) generate();
+});
+$("generate").addEventListener("click", generate);
+$("stop").addEventListener("click", stop);
+$("output").addEventListener("click", (event) => {
+  const token = event.target.closest(".token");
+  if (token) showAttention(+token.dataset.position);
+});
+start().catch(showError);

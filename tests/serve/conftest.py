@@ -1,0 +1,64 @@
+"""A tiny run directory for the playground tests (random weights, made lively; no training), and
+a real server on a free loopback port, in a thread."""
+
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+import torch
+
+from glassformer.config import apply_overrides, preset
+from glassformer.serve.limits import Limits
+from glassformer.tokenizers import CharTokenizer
+from glassformer.train.checkpoint import load_run, save_checkpoint, start_run
+from tests.helpers import SONNET, lively_gpt
+
+LIMITS = Limits(max_prompt_chars=200, max_tokens=100_000, max_concurrent=2, max_stops=2)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A `tiny` GPT (2 layers, 2 heads, block 32) on the characters of SONNET, as a run."""
+    tokenizer = CharTokenizer.from_text(SONNET)
+    cfg = apply_overrides(preset("tiny"), {"model.vocab_size": str(tokenizer.vocab_size)})
+    model = lively_gpt(cfg.model)
+    out = tmp_path_factory.mktemp("serve") / "tiny"
+    start_run(out, cfg, tokenizer)
+    save_checkpoint(out, model, torch.optim.AdamW(model.parameters()), step=0, rng={})
+    return out
+
+
+@pytest.fixture
+def run(run_dir):
+    return load_run(run_dir)
+
+
+@pytest.fixture
+def serve():
+    """serve(app): a context manager that serves `app` on a free loopback port, in a thread, and
+    yields its base URL."""
+    return _served
+
+
+@contextlib.contextmanager
+def _served(app):
+    """Serve `app` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()

@@ -1,0 +1,72 @@
+"""`glassformer chat` and `glassformer serve` from the command line, and the chat loop itself."""
+
+import io
+
+import pytest
+
+from glassformer.cli import main
+from glassformer.config import SampleConfig
+from glassformer.generate.sampler import generate
+from glassformer.serve import api
+from glassformer.serve.chat import chat
+
+CFG = SampleConfig(max_new_tokens=12, temperature=0.9, seed=2)
+
+
+def test_chat_streams_each_continuation_until_quit(run):
+    out = io.StringIO()
+    chat(run.model, run.tokenizer, ["From", "", "Zebra", "fair", " /quit ", "never read"], CFG, out)
+    expected = [generate(run.model, run.tokenizer, [p], CFG)[0] for p in ("From", "fair")]
+    lines = out.getvalue().split("\n")
+    assert lines[-1] == ""  # every answer ends with a newline
+    answers = "\n".join(lines[:-1])
+    error = "error: the text has 1 unknown character(s): 'Z'"
+    assert answers.startswith(expected[0] + "\n" + error)
+    assert answers.endswith("\n" + expected[1])
+    assert answers.count("error:") == 1
+
+
+def test_chat_ends_at_the_end_of_input(run):
+    out = io.StringIO()
+    chat(run.model, run.tokenizer, iter(["From"]), CFG, out)
+    assert out.getvalue() == generate(run.model, run.tokenizer, ["From"], CFG)[0] + "\n"
+
+
+def test_the_chat_command_reads_prompts_from_the_terminal(run_dir, run, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("From\nfair\n"))
+    assert main(["chat", str(run_dir), "--max-new-tokens", "12", "--temperature", "0.9",
+                 "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    for prompt in ("From", "fair"):
+        assert generate(run.model, run.tokenizer, [prompt], CFG)[0] + "\n" in out
+    assert "/quit" in out.splitlines()[0]  # the first line says how to end
+
+
+def test_the_serve_command_serves_the_run_with_its_limits(run_dir, monkeypatch):
+    served = {}
+
+    def fake_run(app, host, port, log_level):
+        served.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(api.uvicorn, "run", fake_run)
+    assert main(["serve", str(run_dir), "--port", "8123", "--max-tokens", "50",
+                 "--max-concurrent", "1", "--max-prompt-chars", "99"]) == 0
+    playground = served["app"].state.playground
+    assert (served["host"], served["port"]) == ("127.0.0.1", 8123)
+    assert (playground.limits.max_tokens, playground.limits.max_concurrent,
+            playground.limits.max_prompt_chars) == (50, 1, 99)
+    assert playground.name == run_dir.name
+
+
+def test_serving_beyond_this_machine_warns(run_dir, monkeypatch, capsys):
+    monkeypatch.setattr(api.uvicorn, "run", lambda app, host, port, log_level: None)
+    assert main(["serve", str(run_dir), "--host", "0.0.0.0"]) == 0
+    assert capsys.readouterr().err.startswith("warning: listening on 0.0.0.0: anyone")
+
+
+@pytest.mark.parametrize("flag, value", [("--max-concurrent", "-1"), ("--max-tokens", "0"),
+                                         ("--max-prompt-chars", "0")])
+def test_the_serve_command_refuses_bad_limits_in_one_line(run_dir, flag, value, capsys):
+    assert main(["serve", str(run_dir), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Limits.") and "Traceback" not in err
