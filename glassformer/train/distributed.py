@@ -70,7 +70,10 @@ def setup(device_name: str) -> tuple[World, torch.device]:
 
 
 def teardown(world: World) -> None:
+    """Leave the process group together: no process tears down while another still talks to it
+    (a Gloo process destroyed mid-exchange aborts its peer)."""
     if world.size > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
