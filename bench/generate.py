@@ -30,7 +30,7 @@ TOKENIZER = CharTokenizer(list(string.printable[:65]))  # 65 characters, as tiny
 
 def prompts(batch: int) -> list[str]:
     g = torch.Generator().manual_seed(batch)
-    return ["".join(TOKENIZER.decode(torch.randint(65, (PROMPT_LEN,), generator=g).tolist()))
+    return [TOKENIZER.decode(torch.randint(65, (PROMPT_LEN,), generator=g).tolist())
             for _ in range(batch)]
 
 

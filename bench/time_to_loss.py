@@ -46,7 +46,7 @@ CLASSIC = RunConfig(
 class Racer:
     """One recipe's model, optimizer and clock."""
 
-    def __init__(self, cfg: RunConfig, text: str):
+    def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.task = LMTask(cfg)
         torch.manual_seed(cfg.train.seed)
@@ -75,8 +75,8 @@ class Racer:
         return loss
 
 
-def race(recipes: dict[str, RunConfig], text: str, target: float, budget: float) -> dict:
-    racers = {name: Racer(cfg, text) for name, cfg in recipes.items()}
+def race(recipes: dict[str, RunConfig], target: float, budget: float) -> dict:
+    racers = {name: Racer(cfg) for name, cfg in recipes.items()}
     for name, r in racers.items():
         print(f"{name}: {sum(p.numel() for p in r.model.parameters()):,} parameters, "
               f"{r.cfg.train.batch_size} x {r.cfg.model.block_size} tokens per step, "
@@ -95,11 +95,11 @@ def race(recipes: dict[str, RunConfig], text: str, target: float, budget: float)
     return racers
 
 
-def run_alone(cfg: RunConfig, text: str, steps: int) -> dict:
+def run_alone(cfg: RunConfig, steps: int) -> dict:
     """A few steps and one evaluation of a recipe on its own, for its peak memory: data,
     model, optimizer state and activations."""
     rss = restart_peak()
-    r = Racer(cfg, text)
+    r = Racer(cfg)
     for _ in range(steps):
         r.train_one()
     r.evaluate()
@@ -123,13 +123,13 @@ def main():
     sprint = preset(args.best)
     sprint = dataclasses.replace(sprint, train=dataclasses.replace(sprint.train, eval_every=50))
     recipes = {"classic": on_text(CLASSIC), "best": on_text(sprint)}
-    racers = race(recipes, args.text, args.target, args.budget)
+    racers = race(recipes, args.target, args.budget)
     rows = []
     for name, r in racers.items():
         reached = next(((s, t, l) for s, t, l in r.history if l <= args.target), None)
         step, seconds, loss = reached or r.history[-1]
         tokens = step * r.cfg.train.batch_size * r.cfg.model.block_size
-        rss = None if args.no_memory else run_in_child(run_alone, recipes[name], args.text, 5)
+        rss = None if args.no_memory else run_in_child(run_alone, recipes[name], 5)
         mfu_flops = flops_per_token(r.model, r.cfg.model.block_size) * tokens / seconds
         rows.append([name, "yes" if reached else "NO", step, f"{seconds:.1f}",
                      f"{tokens / seconds:,.0f}", f"{mfu_flops / 1e9:.0f}", f"{loss:.4f}",

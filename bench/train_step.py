@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from bench.common import (HF_ACTIVATIONS, SIZES, gpt2_config, median_ms, ours_and_hf,
                           memory, restart_peak, run_in_child, table, timed)
 from glassformer.config import TrainConfig
+from glassformer.model import build
 from glassformer.train.flops import flops_per_token, matmul_peak
 from glassformer.train.optim import make_optimizer
 
@@ -93,7 +94,7 @@ def main():
         s = SIZES[size]
         tokens = s["batch"] * s["block_size"]
         cfg = gpt2_config(size)
-        flops = flops_per_token(ours_and_hf(cfg)[0], s["block_size"])
+        flops = flops_per_token(build(cfg), s["block_size"])
         times = measure(size, args.steps, args.warmup)
         rate = {name: tokens / (median_ms(t) / 1000) for name, t in times.items()}
         for name, t in times.items():
