@@ -186,6 +186,7 @@ def _no_extra(extra: list[str]) -> dict:
 
 
 def cmd_train(args) -> int:
+    from glassformer.train.checkpoint import resume_config
     from glassformer.train.loop import train
 
     if args.nproc > 1:  # torchrun starts this command again in each process, without --nproc
@@ -197,13 +198,11 @@ def cmd_train(args) -> int:
     overrides = {k: str(v) for k, v in flags.items() if v is not None} | args.overrides
     out = Path(args.out or Path("runs") / args.preset)
     if args.resume:
-        if any(k.startswith("model.") for k in overrides):
-            raise ConfigError("the model cannot change on --resume; drop the --model.* options")
-        cfg = C.RunConfig.load(out / "config.json")
+        cfg = resume_config(out, overrides)
     else:
-        cfg = C.preset(args.preset)
+        cfg = C.apply_overrides(C.preset(args.preset), overrides)
     try:
-        train(C.apply_overrides(cfg, overrides), out, resume=args.resume)
+        train(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint in {out} is whole: continue with "
               f"`glassformer train --out {out} --resume`", file=sys.stderr)

@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.nn.parallel import DistributedDataParallel
 
 from glassformer.atomic import atomic_path, write_text_atomic
-from glassformer.config import RunConfig
+from glassformer.config import RunConfig, apply_overrides
 from glassformer.errors import GlassformerError
 from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
@@ -61,6 +61,15 @@ def start_run(run_dir, cfg: RunConfig, tokenizer) -> None:
 
 def has_checkpoint(run_dir) -> bool:
     return (Path(run_dir) / MODEL).exists()
+
+
+def resume_config(run_dir, overrides: dict[str, str]) -> RunConfig:
+    """The config to continue run `run_dir` with: its own, with `overrides` of train settings
+    ({"train.max_steps": "2000"}); the model cannot change."""
+    models = sorted(k for k in overrides if k.startswith("model."))
+    if models:
+        raise GlassformerError(f"the model cannot change on --resume; drop {', '.join(models)}")
+    return apply_overrides(RunConfig.load(Path(run_dir) / CONFIG), overrides)
 
 
 def save_checkpoint(run_dir, model, optimizer, step: int, rng: dict) -> None:
