@@ -12,9 +12,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    """`glassformer.from_pretrained`, imported (with torch) on first use."""
-    if name == "from_pretrained":
-        from glassformer.interop.hf import from_pretrained
+    """`glassformer.from_pretrained(path)` and `glassformer.save_pretrained(model, path)`, the
+    Hugging Face directory format, imported (with torch) on first use."""
+    if name in ("from_pretrained", "save_pretrained"):
+        from glassformer.interop import hf
 
-        return from_pretrained
+        return getattr(hf, name)
     raise AttributeError(f"module 'glassformer' has no attribute {name!r}")

@@ -281,7 +281,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from glassformer.inspect.params import count_parameters
+    from glassformer.model import count_parameters
     from glassformer.train.checkpoint import load_run, read_metrics
 
     run = load_run(args.run_dir)

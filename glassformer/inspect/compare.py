@@ -87,7 +87,7 @@ def matched_width(cfg: C.ModelConfig, target: int) -> int:
     only, no memory)."""
     import torch
 
-    from glassformer.inspect.params import count_parameters
+    from glassformer.model import count_parameters
     from glassformer.model import build
 
     def count(width: int) -> int:
@@ -119,7 +119,7 @@ def measure_run_throughput(run_dir, lengths, tokens: int) -> dict[str, dict]:
 
 def summarise_run(name: str, overrides: dict, run_dir, longer=()) -> dict:
     """The numbers of one trained run, read from its metrics.jsonl (and model, for counts)."""
-    from glassformer.inspect.params import count_parameters
+    from glassformer.model import count_parameters
     from glassformer.train.checkpoint import load_run, read_metrics
 
     run = load_run(run_dir)

@@ -29,7 +29,7 @@ def count_on_meta(model_cfg) -> int:
     """The parameter count of the model `model_cfg` describes, built without memory."""
     import torch
 
-    from glassformer.inspect.params import count_parameters
+    from glassformer.model import count_parameters
     from glassformer.model import build
 
     with torch.device("meta"):

@@ -12,11 +12,6 @@ tied to the embeddings. GPT-2 small: 124,439,808.
 """
 
 
-def count_parameters(model) -> int:
-    """All parameters, counting a tied matrix once."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def closed_form_count(cfg) -> int:
     """The parameter count of a GPT with config `cfg`, from the formulas above."""
     C, V, F, b = cfg.n_embd, cfg.vocab_size, cfg.hidden, int(cfg.bias)

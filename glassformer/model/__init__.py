@@ -11,3 +11,8 @@ FAMILIES = {"gpt": GPT, "bert": BERT, "encdec": EncoderDecoder, "lstm": LSTMLM}
 def build(cfg):
     """The model `cfg.family` names, freshly initialised."""
     return FAMILIES[cfg.family](cfg)
+
+
+def count_parameters(model) -> int:
+    """All parameters, counting a tied matrix once."""
+    return sum(p.numel() for p in model.parameters())

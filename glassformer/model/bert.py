@@ -12,7 +12,6 @@ from torch import nn
 
 from glassformer.model.mlp import ACTIVATIONS
 from glassformer.model.norm import make_norm
-from glassformer.model.pretrained import SavePretrained
 from glassformer.model.stack import Stack, cross_entropy, init_weights
 
 
@@ -55,7 +54,7 @@ class Classifier(nn.Module):
         return self.out(self.dropout(torch.tanh(self.dense(x))))  # (B, K) or (B, T, K)
 
 
-class BERT(Stack, SavePretrained):
+class BERT(Stack):
     def __init__(self, cfg):
         super().__init__(cfg, causal=False)
         self.mlm = MaskedLMHead(cfg, self.embed.tokens) if cfg.n_classes == 0 else None

@@ -10,11 +10,10 @@ One vocabulary: the encoder, the decoder and the LM head share one token matrix 
 
 from torch import nn
 
-from glassformer.model.pretrained import SavePretrained
 from glassformer.model.stack import Stack, cross_entropy, init_weights
 
 
-class EncoderDecoder(nn.Module, SavePretrained):
+class EncoderDecoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg

@@ -5,11 +5,10 @@ ids (B, T) -> hidden states (B, T, C) -> logits (B, T, V)
 
 from torch import nn
 
-from glassformer.model.pretrained import SavePretrained
 from glassformer.model.stack import Stack, cross_entropy, init_weights
 
 
-class GPT(Stack, SavePretrained):
+class GPT(Stack):
     def __init__(self, cfg):
         super().__init__(cfg, causal=True)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from glassformer.inspect.params import count_parameters
+from glassformer.model import count_parameters
 from glassformer.train.device import compute_dtype
 
 

@@ -15,7 +15,7 @@ import torch
 
 from glassformer.config import RunConfig
 from glassformer.errors import GlassformerError
-from glassformer.inspect.params import count_parameters
+from glassformer.model import count_parameters
 from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
 from glassformer.train import checkpoint as ckpt

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from glassformer.config import ModelConfig, apply_overrides, preset
-from glassformer.inspect.params import (closed_form_count, count_parameters, format_table,
-                                        parameter_table)
-from glassformer.model import build
+from glassformer.inspect.params import closed_form_count, format_table, parameter_table
+from glassformer.model import build, count_parameters
 
 VARIANTS = [
     {},

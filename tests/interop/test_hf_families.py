@@ -33,7 +33,7 @@ def test_bert_round_trip_through_transformers(tmp_path):
     cfg = ModelConfig(family="bert", vocab_size=40, block_size=24, n_layer=2, n_head=4, n_embd=32,
                       norm_placement="post", embed_norm=True, type_vocab_size=2, norm_eps=1e-12)
     ours = lively(cfg)
-    ours.save_pretrained(tmp_path / "bert")
+    glassformer.save_pretrained(ours, tmp_path / "bert")
     theirs = loaded(AutoModelForMaskedLM, tmp_path / "bert")
     ids = torch.randint(4, 40, (2, 9))
     with torch.no_grad():
@@ -48,7 +48,7 @@ def test_bart_round_trip_through_transformers(tmp_path):
     cfg = ModelConfig(family="encdec", vocab_size=40, block_size=24, n_layer=2, n_head=4,
                       n_embd=32, norm_placement="post", embed_norm=True)
     ours = lively(cfg)
-    ours.save_pretrained(tmp_path / "bart")
+    glassformer.save_pretrained(ours, tmp_path / "bart")
     theirs = loaded(AutoModelForSeq2SeqLM, tmp_path / "bart")
     src, tgt = torch.randint(3, 40, (2, 7)), torch.randint(3, 40, (2, 5))
     with torch.no_grad():

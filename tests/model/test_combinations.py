@@ -17,7 +17,8 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.data.lm import get_batch
-from glassformer.inspect.params import closed_form_count, count_parameters
+from glassformer.inspect.params import closed_form_count
+from glassformer.model import count_parameters
 from glassformer.model.gpt import GPT
 from tests.helpers import lively_gpt
 from glassformer.tokenizers.char import CharTokenizer

@@ -12,7 +12,8 @@ from torch import nn
 from glassformer.config import ModelConfig, SampleConfig
 from glassformer.errors import ConfigError
 from glassformer.generate.sampler import generate
-from glassformer.inspect.params import closed_form_count, count_parameters
+from glassformer.inspect.params import closed_form_count
+from glassformer.model import count_parameters
 from glassformer.model.gpt import GPT
 from tests.helpers import lively_gpt
 from glassformer.tokenizers.char import CharTokenizer

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from glassformer.config import ModelConfig, preset
-from glassformer.inspect.params import closed_form_count, count_parameters
+from glassformer.inspect.params import closed_form_count
+from glassformer.model import count_parameters
 from glassformer.model.embedding import Embeddings
 from glassformer.model.gpt import GPT
 from glassformer.model.mlp import MLP

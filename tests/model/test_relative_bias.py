@@ -10,7 +10,8 @@ from transformers import T5Config
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from glassformer.config import ModelConfig
-from glassformer.inspect.params import closed_form_count, count_parameters
+from glassformer.inspect.params import closed_form_count
+from glassformer.model import count_parameters
 from glassformer.model.attention import SelfAttention, attend_math
 from glassformer.model.gpt import GPT
 from glassformer.model.masks import causal_mask
