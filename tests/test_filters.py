@@ -143,3 +143,20 @@ def test_next_token_same_seed_same_sample():
 
     assert draw(3) == draw(3)
     assert draw(3) != draw(4)
+
+
+def test_distribution_is_the_chain_temperature_then_top_k_then_top_p_by_hand():
+    # probabilities 0.5, 0.2, 0.2, 0.1 at T=1; at T=0.5 they become p^2 / sum p^2
+    logits = log_probs(0.5, 0.2, 0.2, 0.1)
+    squared = torch.tensor([0.25, 0.04, 0.04, 0.01]) / 0.34
+    cfg = SampleConfig(temperature=0.5, top_k=3, top_p=0.9)
+    # top-k 3 drops id 3 (0.758, 0.121, 0.121 left); top-p 0.9: 0.758 + 0.121 < 0.9, so id 2 stays
+    expected = torch.tensor([0.25, 0.04, 0.04, 0.0]) / 0.33
+    assert torch.allclose(filters.distribution(logits, cfg)[0], expected, atol=1e-6)
+    assert torch.allclose(filters.distribution(logits, SampleConfig(temperature=0.5))[0],
+                          squared, atol=1e-6)
+
+
+def test_distribution_at_temperature_0_is_all_on_the_first_top_token():
+    probs = filters.distribution(torch.tensor([[1.0, 3.0, 3.0]]), SampleConfig(temperature=0.0))
+    assert probs.tolist() == [[0.0, 1.0, 0.0]]

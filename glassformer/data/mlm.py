@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..3 of an encoder's tokenizer
-PAD, CLS, SEP, MASK = range(len(SPECIALS))
+from glassformer.tokenizers.special import CLS, ENCODER, MASK, SEP
 
 
 def wrap(rows: torch.Tensor) -> torch.Tensor:
@@ -27,10 +26,10 @@ def mask_tokens(ids: torch.Tensor, vocab_size: int, generator: torch.Generator,
     """ids (B, T) -> (inputs, targets), both (B, T): inputs with the chosen tokens replaced
     80/10/10 by [MASK] / a random real token / themselves; targets the original ids at the chosen
     positions, -1 elsewhere. Special tokens are never chosen."""
-    real = ids >= len(SPECIALS)  # (B, T)
+    real = ids >= len(ENCODER)  # (B, T)
     chosen = real & (torch.rand(ids.shape, generator=generator) < p)
     how = torch.rand(ids.shape, generator=generator)  # one draw decides mask / random / keep
-    random_ids = torch.randint(len(SPECIALS), vocab_size, ids.shape, generator=generator)
+    random_ids = torch.randint(len(ENCODER), vocab_size, ids.shape, generator=generator)
     inputs = torch.where(chosen & (how < 0.8), MASK, ids)
     inputs = torch.where(chosen & (how >= 0.8) & (how < 0.9), random_ids, inputs)
     return inputs, torch.where(chosen, ids, -1)

@@ -15,9 +15,7 @@ from pathlib import Path
 import torch
 
 from glassformer.errors import GlassformerError
-
-SPECIALS = ["[PAD]", "[BOS]", "[EOS]"]  # ids 0..2 of an encoder-decoder's tokenizer
-PAD, BOS, EOS = range(len(SPECIALS))
+from glassformer.tokenizers.special import BOS, EOS, PAD
 
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",

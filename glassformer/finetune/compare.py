@@ -59,20 +59,11 @@ def trainable_parameters(cfg: RunConfig) -> int:
     """Parameters the run trains, counted on a model built without memory."""
     import torch
 
+    from glassformer.train.checkpoint import build_run_model
+
     with torch.device("meta"):
-        model = build_for(cfg)
+        model = build_run_model(cfg)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def build_for(cfg: RunConfig):
-    """The model as the training loop builds it: with adapters when train.lora_rank asks."""
-    from glassformer.model import build, lora
-
-    tc = cfg.train
-    model = build(cfg.model)
-    if tc.lora_rank:
-        lora.add_adapters(model, tc.lora_rank, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
-    return model
 
 
 def peak_training_memory(cfg: RunConfig, steps: int = 2) -> int:
@@ -83,13 +74,14 @@ def peak_training_memory(cfg: RunConfig, steps: int = 2) -> int:
 
     from glassformer.inspect.memory import profiled_peak
     from glassformer.tokenizers import load_tokenizer
+    from glassformer.train.checkpoint import build_run_model
     from glassformer.train.optim import make_optimizer
     from glassformer.train.tasks import TASKS
 
     tc = cfg.train
     task = TASKS[tc.task](cfg, load_tokenizer(Path(tc.init_from) / "tokenizer.json"))
     torch.manual_seed(tc.seed)
-    model = build_for(cfg).train()
+    model = build_run_model(cfg).train()
     optimizer = make_optimizer(model, tc)
     generator = torch.Generator().manual_seed(tc.seed)
     batches = [task.batch(generator, "cpu") for _ in range(steps)]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from glassformer.data.seq2seq import BOS, EOS, PAD, pad
+from glassformer.data.seq2seq import pad
 from glassformer.errors import GlassformerError
 from glassformer.model.kv_cache import KVCache
+from glassformer.tokenizers.special import BOS, EOS, PAD
 
 
 def _start(model, src, src_valid, rows: int):

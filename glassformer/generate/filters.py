@@ -5,6 +5,7 @@ Filtered-out tokens get -inf, so the softmax gives them exactly zero probability
 """
 
 import torch
+import torch.nn.functional as F
 
 # A set whose probabilities sum to within this of p counts as reaching p (float32 sums drift).
 TOP_P_TOLERANCE = 1e-6
@@ -58,14 +59,23 @@ def top_p(logits, p: float):
     return logits.masked_fill(drop, float("-inf"))
 
 
-def next_token(logits, cfg, generator=None):
-    """logits (B, V) -> (B,) int64 ids: argmax for temperature 0, else a sample after
-    temperature, top-k and top-p (cfg is a SampleConfig; the repetition penalty comes before)."""
+def distribution(logits, cfg):
+    """logits (B, V) -> the (B, V) probabilities the next token is drawn from under `cfg` (a
+    SampleConfig): temperature, then top-k, then top-p, then the softmax. The one filter chain
+    of the sampler, `glassformer inspect next` and the playground. Temperature 0 is greedy
+    decoding: all the mass on the top token (the first on ties)."""
     if cfg.temperature == 0:
-        return logits.argmax(dim=-1)  # the first maximum on ties
+        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()
     logits = temperature(logits, cfg.temperature)
     if cfg.top_k is not None:
         logits = top_k(logits, cfg.top_k)
     logits = top_p(logits, cfg.top_p)
-    probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+    return torch.softmax(logits.float(), dim=-1)
+
+
+def next_token(logits, cfg, generator=None):
+    """logits (B, V) -> (B,) int64 ids: argmax for temperature 0, else a sample from
+    distribution(logits, cfg) (the repetition penalty comes before)."""
+    if cfg.temperature == 0:
+        return logits.argmax(dim=-1)  # the first maximum on ties
+    return torch.multinomial(distribution(logits, cfg), 1, generator=generator).squeeze(1)

@@ -9,6 +9,7 @@ SOURCE is a run directory or a preset name; a preset also takes --model.FIELD=VA
 """
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from glassformer import config as C
@@ -214,19 +215,21 @@ def cmd_positions(args) -> int:
 
 
 def cmd_next(args) -> int:
-    from glassformer.inspect.next_token import Setting, candidates, format_candidates, next_logits
+    from glassformer.inspect.next_token import (RAW, candidates, format_candidates, label,
+                                                next_logits)
     from glassformer.inspect.plots import next_token_chart
 
     source, out = _source(args)
     ids, _ = _tokens(source, args.text)
-    settings = [Setting()] + [Setting(temperature=t) for t in args.temperature]
-    settings += [Setting(top_k=k) for k in args.top_k] + [Setting(top_p=p) for p in args.top_p]
+    settings = [RAW] + [replace(RAW, temperature=t) for t in args.temperature]
+    settings += [replace(RAW, top_k=k) for k in args.top_k]
+    settings += [replace(RAW, top_p=p) for p in args.top_p]
     logits = next_logits(source.model, ids)  # (1, V)
     rows = candidates(logits, source.tokenizer_for(args.text).decode, settings, args.top)
     text = f"{source.name}: after {args.text!r}\n" + format_candidates(rows, settings, logits)
     print(text)
     _write(out / "next.txt", text)
-    path = next_token_chart(rows, [s.label for s in settings], out / "next.png",
+    path = next_token_chart(rows, [label(s) for s in settings], out / "next.png",
                             f"next token after {args.text[-30:]!r}")
     print(f"wrote {path}")
     return 0

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from glassformer.config import SampleConfig
 from glassformer.generate.sampler import Finish
-from glassformer.inspect.next_token import Setting
 
 
 class ApiError(Exception):
@@ -50,8 +49,10 @@ class Sampling(Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     """Keep the smallest set of tokens whose probability reaches p."""
 
-    def setting(self) -> Setting:
-        return Setting(self.temperature, self.top_k or None, self.top_p)
+    def setting(self) -> SampleConfig:
+        """These filters alone (what the distribution view shows)."""
+        return SampleConfig(temperature=self.temperature, top_k=self.top_k or None,
+                            top_p=self.top_p)
 
 
 class CompletionRequest(Sampling):

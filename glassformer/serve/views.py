@@ -6,7 +6,8 @@ inspect functions (inspect/next_token.py, inspect/capture.py); here they are onl
 import torch
 
 from glassformer.inspect.capture import AttentionCapture
-from glassformer.inspect.next_token import Setting, candidates, kept, next_logits
+from glassformer.config import SampleConfig
+from glassformer.inspect.next_token import RAW, candidates, kept, label, next_logits
 
 
 def token_strings(tokenizer, ids: list[int]) -> list[str]:
@@ -14,18 +15,17 @@ def token_strings(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def distribution(run, ids: list[int], setting: Setting, top: int = 10) -> dict:
+def distribution(run, ids: list[int], setting: SampleConfig, top: int = 10) -> dict:
     """The `top` most likely next tokens after `ids` (at least one id), each with its
     probability at temperature 1 ("probability") and under `setting` ("filtered", 0 where a
     filter removed it), and how many tokens `setting` leaves a chance ("kept")."""
     logits = next_logits(run.model, ids)  # (1, V)
-    raw = Setting()
-    rows = candidates(logits, run.tokenizer.decode, [raw, setting], top)
-    return {"tokens": token_strings(run.tokenizer, ids), "setting": setting.label,
+    rows = candidates(logits, run.tokenizer.decode, [RAW, setting], top)
+    return {"tokens": token_strings(run.tokenizer, ids), "setting": label(setting),
             "kept": kept(logits, setting), "vocab_size": logits.size(-1),
             "candidates": [{"token": row["token"], "id": row["id"],
-                            "probability": row["probs"][raw.label],
-                            "filtered": row["probs"][setting.label]} for row in rows]}
+                            "probability": row["probs"][label(RAW)],
+                            "filtered": row["probs"][label(setting)]} for row in rows]}
 
 
 def attention(run, ids: list[int], position: int | None = None) -> dict:

@@ -16,6 +16,7 @@ Writes are atomic. The weights and the trainer state are both written to tempora
 either is renamed into place, so a crash while saving leaves the previous checkpoint whole.
 """
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,14 @@ def has_checkpoint(run_dir) -> bool:
     return (Path(run_dir) / MODEL).exists()
 
 
+def resumed_config(run_dir, cfg: RunConfig) -> RunConfig:
+    """`cfg` for continuing the run in `run_dir`: the run's own model, `cfg`'s train settings
+    (e.g. more steps)."""
+    if not has_checkpoint(run_dir):
+        raise GlassformerError(f"{run_dir} has no checkpoint to resume; drop --resume to start")
+    return dataclasses.replace(cfg, model=RunConfig.load(Path(run_dir) / CONFIG).model)
+
+
 def resume_config(run_dir, overrides: dict[str, str]) -> RunConfig:
     """The config to continue run `run_dir` with: its own, with `overrides` of train settings
     ({"train.max_steps": "2000"}); the model cannot change."""
@@ -106,10 +115,40 @@ def tied_aliases(model) -> set[str]:
     return aliases
 
 
-def load_optimizer_state(model, optimizer, saved: dict) -> None:
-    """Load a saved (whole, name-keyed) optimizer state; FSDP keeps each process's shard."""
-    set_optimizer_state_dict(model, optimizer, saved,
+def get_rng_state(batches: torch.Generator) -> dict:
+    """Every random state training draws on: batches, dropout (torch's global RNG), CUDA."""
+    state = {"batches": batches.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_training(run_dir, model, optimizer, batches: torch.Generator, step: int) -> None:
+    """Resume training where the checkpoint of `run_dir` left it: the optimizer state and every
+    random state (batches, dropout, CUDA) saved with the weights of `step`, which are already
+    loaded (load_weights, before the model is wrapped for several processes)."""
+    state = load_trainer_state(run_dir)
+    if state["step"] != step:
+        raise GlassformerError(f"{run_dir}: weights are from step {step} but the trainer state "
+                               f"is from step {state['step']}; the checkpoint is inconsistent")
+    # the whole, name-keyed optimizer state; FSDP keeps each process's shard
+    set_optimizer_state_dict(model, optimizer, state["optimizer"],
                              options=StateDictOptions(full_state_dict=True))
+    rng = state["rng"]
+    batches.set_state(rng["batches"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def build_run_model(cfg: RunConfig) -> torch.nn.Module:
+    """The model a run's config describes, as training builds it: freshly initialised, with
+    low-rank adapters on the frozen model when train.lora_rank asks (model/lora.py)."""
+    model = build(cfg.model)
+    tc = cfg.train
+    if tc.lora_rank:
+        lora.add_adapters(model, tc.lora_rank, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
+    return model
 
 
 def load_run(run_dir, device="cpu") -> Run:
@@ -124,12 +163,9 @@ def load_run(run_dir, device="cpu") -> Run:
                                    f"(train it, or resume with `glassformer train --out {run_dir} --resume`)")
     cfg = RunConfig.load(run_dir / CONFIG)
     tokenizer = load_tokenizer(run_dir / TOKENIZER)
-    model = build(cfg.model)
-    tc = cfg.train
-    if tc.lora_rank:  # a LoRA run stores base and adapters: merged here, a plain model again
-        lora.add_adapters(model, tc.lora_rank, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
+    model = build_run_model(cfg)
     step = load_weights(model, run_dir / MODEL, device)
-    if tc.lora_rank:
+    if cfg.train.lora_rank:  # a LoRA run stores base and adapters: merged, a plain model again
         lora.merge(model)
     return Run(cfg, tokenizer, model.to(device).eval(), step)
 

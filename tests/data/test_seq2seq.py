@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from glassformer.data import seq2seq
+from glassformer.tokenizers import special
 from glassformer.errors import GlassformerError
 from glassformer.tokenizers import CharTokenizer
 
@@ -26,15 +27,15 @@ def test_held_out_numbers_are_never_drawn_for_training():
     assert not test & set(numbers)
     lengths = [len(s) for s, _ in drawn]
     assert all(abs(lengths.count(d) / 5000 - 1 / 6) < 0.03 for d in range(1, 7))
-    tok = CharTokenizer.from_text(pairs.text(), seq2seq.SPECIALS)
+    tok = CharTokenizer.from_text(pairs.text(), special.SEQ2SEQ)
     tok.encode("".join(s + t for s, t in drawn))  # the tokenizer knows every character
 
 
 def test_batch_shifts_targets_for_teacher_forcing():
-    tok = CharTokenizer.from_text("abc", seq2seq.SPECIALS)
+    tok = CharTokenizer.from_text("abc", special.SEQ2SEQ)
     batch = seq2seq.pairs_batch([("ab", "c"), ("a", "bca")], tok, 8)
     a, b, c = tok.encode("abc")
-    BOS, EOS, PAD = seq2seq.BOS, seq2seq.EOS, seq2seq.PAD
+    BOS, EOS, PAD = special.BOS, special.EOS, special.PAD
     assert batch["src"].tolist() == [[a, b], [a, PAD]]
     assert batch["src_valid"].tolist() == [[True, True], [True, False]]
     assert batch["ids"].tolist() == [[BOS, c, PAD, PAD], [BOS, b, c, a]]

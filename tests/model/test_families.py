@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glassformer.config import ModelConfig
-from glassformer.data.seq2seq import BOS, EOS
+from glassformer.tokenizers.special import BOS, EOS
 from glassformer.generate.beam import beam_search, greedy
 from glassformer.model import BERT, GPT, EncoderDecoder, build
 

@@ -13,7 +13,7 @@ from glassformer.config import RunConfig, SampleConfig
 from glassformer.errors import GlassformerError
 from glassformer.generate.sampler import generate
 from glassformer.inspect.capture import AttentionCapture
-from glassformer.inspect.next_token import Setting, candidates, kept, next_logits
+from glassformer.inspect.next_token import RAW, candidates, kept, label, next_logits
 from glassformer.serve.api import create_app
 from glassformer.serve.limits import Limits
 from glassformer.train.checkpoint import Run
@@ -191,8 +191,9 @@ def test_beyond_the_concurrency_cap_a_completion_is_refused_with_429(run, app, c
     assert slots.running == 1  # the completion gave its slot back
 
 
-@pytest.mark.parametrize("setting", [Setting(0.7, 5, 0.9), Setting(1.3), Setting(1.0, None, 0.5),
-                                     Setting(0.0)])
+@pytest.mark.parametrize("setting", [
+    SampleConfig(temperature=0.7, top_k=5, top_p=0.9), SampleConfig(temperature=1.3),
+    SampleConfig(temperature=1.0, top_p=0.5), SampleConfig(temperature=0.0)])
 def test_the_distribution_is_the_inspect_functions_numbers(client, run, setting):
     response = client.post("/v1/distribution", json={
         "text": PROMPT, "temperature": setting.temperature, "top_k": setting.top_k or 0,
@@ -201,13 +202,13 @@ def test_the_distribution_is_the_inspect_functions_numbers(client, run, setting)
     view = response.json()
     ids = run.tokenizer.encode(PROMPT)
     logits = next_logits(run.model, ids)  # (1, V)
-    rows = candidates(logits, run.tokenizer.decode, [Setting(), setting], 8)
+    rows = candidates(logits, run.tokenizer.decode, [RAW, setting], 8)
     assert view["candidates"] == [
         {"token": r["token"], "id": r["id"], "probability": r["probs"]["T=1"],
-         "filtered": r["probs"][setting.label]} for r in rows]
+         "filtered": r["probs"][label(setting)]} for r in rows]
     assert view["kept"] == kept(logits, setting)
     assert view["tokens"] == list(PROMPT) and view["vocab_size"] == run.tokenizer.vocab_size
-    assert view["setting"] == setting.label
+    assert view["setting"] == label(setting)
 
 
 def test_at_temperature_0_the_distribution_is_all_on_the_top_token(client):
