@@ -5,6 +5,6 @@ shapes.py      every module's input/output shapes         capture.py    attentio
 heads.py       what each head favours, in words           positions.py  pictures of position schemes
 next_token.py  the next-token distribution and filters    plots.py      the PNG figures
 compare.py     recipes trained alike, and a report        recipes.py    the ready comparisons
-source.py      a run directory or a preset to inspect     commands.py   the CLI's argument parsing
-throughput.py  training tokens/s as the sequence grows
+source.py      a run directory or a preset to inspect     throughput.py training tokens/s as T grows
+(the commands' argument parsing is glassformer/cli/inspect.py)
 """

@@ -8,6 +8,9 @@ weights through. A capture switches those modules to the math path (the same num
     with AttentionCapture(model) as capture:
         model(ids)
     capture.weights  # {"blocks.0.attn": (B, H, T, S) tensor, ...}
+
+An encoder-decoder's modules are named encoder.blocks.i.attn, decoder.blocks.i.attn and
+decoder.blocks.i.cross; `query_key_texts` says which of its two texts each one reads.
 """
 
 import contextlib
@@ -68,3 +71,16 @@ class AttentionCapture:
             handle.remove()
         self._handles.clear()
         return self._math.__exit__(*exc)
+
+
+def query_key_texts(names, source, target) -> dict:
+    """{name: (queries' text, keys' text)} for captured attention module names: which text each
+    module reads. In an encoder-decoder the decoder's queries read the target, and so do its
+    self-attention's keys; the encoder's queries and keys, and cross-attention's keys, read the
+    source. A model of one stack reads one text: pass it as both `source` and `target`.
+    The texts can be anything (ids, tokens, or both as `Source.tokens` gives them)."""
+    reads = {}
+    for name in names:
+        decoder, cross = name.startswith("decoder."), name.endswith(".cross")
+        reads[name] = (target if decoder else source, source if cross or not decoder else target)
+    return reads

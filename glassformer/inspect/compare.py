@@ -149,14 +149,12 @@ def evaluate_longer(run, run_dir, factors, max_tokens: int = 32768) -> dict:
     """Validation loss on windows of 1x and each factor x the training block ({"1": loss, ...};
     None where the model cannot read that far: a learned table has no rows past block_size).
     The first `max_tokens` validation tokens, the same ones at every length."""
-    from glassformer.data.corpora import load_text
-    from glassformer.data.lm import split, token_file
     from glassformer.model import build
     from glassformer.train.checkpoint import MODEL, load_weights
-    from glassformer.train.evaluate import evaluate_tokens
+    from glassformer.train.evaluate import evaluate_tokens, validation_tokens
 
-    tc, mc = run.cfg.train, run.cfg.model
-    val = split(token_file(load_text(tc.text), run.tokenizer), tc.val_fraction)[1][:max_tokens]
+    mc = run.cfg.model
+    val = validation_tokens(run)[:max_tokens]
     losses = {}
     for factor in (1, *factors):
         model = build(dataclasses.replace(mc, block_size=factor * mc.block_size))

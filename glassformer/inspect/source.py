@@ -45,6 +45,44 @@ class Source:
                 "distinct characters or a trained run")
         return tokenizer
 
+    def tokens(self, text: str) -> tuple[list[int], list[str]]:
+        """The ids of `text` and its tokens as strings; it must fit the model's window."""
+        ids = self.encode(text)
+        T = self.cfg.model.block_size
+        if len(ids) > T:
+            raise GlassformerError(f"the text has {len(ids)} tokens but the model reads at most "
+                                   f"{T}; use a shorter --text")
+        decode = self.tokenizer_for(text).decode
+        return ids, [decode([i]) for i in ids]
+
+    def texts(self, text: str, target: str | None = None) -> list[tuple[list[int], list[str]]]:
+        """The texts the model reads, as `tokens` gives them, in the order its forward takes
+        them: [text], or for an encoder-decoder [text (the source), target (the decoder's
+        input)], where `target` is required."""
+        if self.cfg.model.family != "encdec":
+            return [self.tokens(text)]
+        source = self.tokens(text)
+        if not target:
+            raise GlassformerError("an encoder-decoder reads two texts: add --target TEXT, the "
+                                   "decoder's input (--text is the source)")
+        return [source, self.tokens(target)]
+
+    def output_dir(self, out=None) -> Path:
+        """The folder for what an inspect command writes, created: `out`, or by default
+        RUN/inspect for a run and inspect/PRESET for a preset."""
+        default = (self.run_dir / "inspect") if self.trained else Path("inspect") / self.name
+        path = Path(out) if out else default
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def input_ids(texts, batch: int = 1) -> list:
+    """The model's inputs for `texts` as Source.texts gives them: each text's ids `batch` times,
+    int64 (B, S) and/or (B, T)."""
+    import torch
+
+    return [torch.tensor([ids] * batch) for ids, _ in texts]
+
 
 def load_source(source: str, overrides: dict | None = None, device="cpu") -> Source:
     """A run directory, or a preset name with optional dotted overrides

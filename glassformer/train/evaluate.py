@@ -3,7 +3,11 @@ live in train/tasks.py)."""
 
 import math
 
+import numpy as np
 import torch
+
+from glassformer.data.corpora import load_text
+from glassformer.data.lm import check_enough, split, token_file
 
 
 @torch.no_grad()
@@ -28,3 +32,30 @@ def evaluate_tokens(model, tokens, batch_size: int = 16, device="cpu", n_chars=N
     n_chars = n_chars or n_targets
     return {"loss": nats / n_targets, "perplexity": math.exp(nats / n_targets),
             "bits_per_char": nats / math.log(2) / n_chars, "tokens": n_targets}
+
+
+def validation_tokens(run) -> np.ndarray:
+    """The ids of a loaded run's validation split, as its training cut them: the last
+    `val_fraction` of its text (train.text, or the default corpus) in its tokenizer's ids."""
+    tc = run.cfg.train
+    return split(token_file(load_text(tc.text), run.tokenizer), tc.val_fraction)[1]  # (N,)
+
+
+def evaluate_run(run, text_path=None) -> dict:
+    """What `glassformer eval` prints: evaluate_tokens of a loaded language-model run (gpt or
+    lstm) on every token of the UTF-8 file `text_path`, or (None) of its validation split, on
+    the device its model is on.
+
+    Returns "text" (the file, or "the validation split") beside evaluate_tokens's loss,
+    perplexity, bits_per_char and tokens. Bits per character count the characters of the
+    predicted tokens (all but the first), so they hold for any tokenizer.
+    """
+    if text_path:
+        tokens = np.array(run.tokenizer.encode(load_text(text_path)), dtype=np.int64)  # (N,)
+    else:
+        tokens = validation_tokens(run)
+    check_enough(tokens, 1, "evaluation")
+    n_chars = len(run.tokenizer.decode(tokens[1:]))  # the predicted tokens' text
+    device = next(run.model.parameters()).device
+    result = evaluate_tokens(run.model, tokens, device=device, n_chars=n_chars)
+    return {"text": str(text_path) if text_path else "the validation split"} | result

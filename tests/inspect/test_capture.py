@@ -92,3 +92,25 @@ def test_bert_and_the_encoder_decoder_are_captured_too():
     assert w["decoder.blocks.1.cross"].shape == (1, 2, 5, 7)  # (B, H, T, S)
     torch.testing.assert_close(w["decoder.blocks.1.cross"].sum(dim=-1), torch.ones(1, 2, 5))
     assert (torch.triu(w["decoder.blocks.0.attn"][0, 0], diagonal=1) == 0).all()
+
+
+def test_each_module_is_mapped_to_the_texts_it_reads():
+    from glassformer.inspect.capture import query_key_texts
+
+    cfg = apply_overrides(preset("tiny"), {"model.family": "encdec", "train.task": "pairs"}).model
+    torch.manual_seed(0)
+    model = build(cfg).eval()
+    src, tgt = torch.randint(cfg.vocab_size, (1, 7)), torch.randint(cfg.vocab_size, (1, 3))
+    with torch.no_grad(), AttentionCapture(model) as capture:
+        model(src, tgt)  # (1, S), (1, T)
+    reads = query_key_texts(capture.weights, "source", "target")
+    assert reads == {
+        "encoder.blocks.0.attn": ("source", "source"), "encoder.blocks.1.attn": ("source", "source"),
+        "decoder.blocks.0.attn": ("target", "target"), "decoder.blocks.0.cross": ("target", "source"),
+        "decoder.blocks.1.attn": ("target", "target"), "decoder.blocks.1.cross": ("target", "source")}
+    lengths = {"source": 7, "target": 3}
+    for name, w in capture.weights.items():  # (B, H, T, S): queries down, keys across
+        queries, keys = reads[name]
+        assert w.shape[2:] == (lengths[queries], lengths[keys]), name
+    gpt = ["blocks.0.attn", "blocks.1.attn"]
+    assert query_key_texts(gpt, "text", "text") == {name: ("text", "text") for name in gpt}

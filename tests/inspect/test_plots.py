@@ -47,6 +47,6 @@ def test_next_token_chart_and_loss_curves(tmp_path):
 
 
 def test_the_cli_lists_the_schemes_positions_draws():
-    from glassformer.inspect import commands
+    from glassformer.cli import inspect
 
-    assert commands.SCHEMES == SCHEMES
+    assert inspect.SCHEMES == SCHEMES

@@ -1,5 +1,5 @@
-"""`glassformer inspect ...` and `glassformer compare ...`: argument parsing and thin handlers
-over the library functions of glassformer/inspect. Torch is imported inside the handlers only.
+"""`glassformer inspect ...` and `glassformer compare ...`: see inside a model, and train recipes
+alike, with the library functions of glassformer/inspect.
 
   glassformer inspect params|memory|shapes|attention|positions|next SOURCE [--out DIR] ...
   glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N]
@@ -9,15 +9,18 @@ SOURCE is a run directory or a preset name; a preset also takes --model.FIELD=VA
 """
 
 import argparse
+import typing
 from dataclasses import replace
 from pathlib import Path
 
 from glassformer import config as C
+from glassformer.cli import with_flags
 from glassformer.errors import GlassformerError
 from glassformer.inspect.memory import BYTES
 from glassformer.inspect.recipes import COMPARISONS
+from glassformer.inspect.source import input_ids, load_source
 
-SCHEMES = ("sinusoidal", "rope", "alibi", "learned", "t5")  # positions.SCHEMES, without torch
+SCHEMES = tuple(s for s in typing.get_args(C.Position) if s != "none")  # positions.SCHEMES, without torch
 
 
 def add_commands(sub) -> None:
@@ -88,13 +91,16 @@ def add_commands(sub) -> None:
 
 
 def _source(args, device="cpu"):
-    from glassformer.inspect.source import load_source
-
+    """The Source that SOURCE names, and the folder for its files."""
     source = load_source(args.source, args.overrides, device)
-    default = (source.run_dir / "inspect") if source.trained else Path("inspect") / source.name
-    out = Path(args.out) if args.out else default
-    out.mkdir(parents=True, exist_ok=True)
-    return source, out
+    return source, source.output_dir(args.out)
+
+
+def _texts(args):
+    """The Source, its folder, and the texts its model reads: [--text], or for an
+    encoder-decoder [--text (the source), --target], each (ids, tokens)."""
+    source, out = _source(args)
+    return source, out, source.texts(args.text, args.target)
 
 
 def _write(path: Path, text: str) -> None:
@@ -131,32 +137,14 @@ def cmd_memory(args) -> int:
     return 0
 
 
-def _tokens(source, text):
-    """The text's ids and its tokens as strings; it must fit the model's window."""
-    ids = source.encode(text)
-    T = source.cfg.model.block_size
-    if len(ids) > T:
-        raise GlassformerError(f"the text has {len(ids)} tokens but the model reads at most "
-                               f"{T}; use a shorter --text")
-    decode = source.tokenizer_for(text).decode
-    return ids, [decode([i]) for i in ids]
-
-
 def cmd_shapes(args) -> int:
-    import torch
-
     from glassformer.inspect.shapes import dimensions, format_trace, pick_batch, trace_shapes
 
-    source, out = _source(args)
-    ids, tokens = _tokens(source, args.target or args.text)
-    src = _tokens(source, args.text)[0] if source.cfg.model.family == "encdec" else None
-    if src is not None and not args.target:
-        raise GlassformerError("an encoder-decoder reads two texts: add --target TEXT, the "
-                               "decoder's input (--text is the source)")
-    S = len(src) if src is not None else None
+    source, out, texts = _texts(args)
+    ids, tokens = texts[-1]
+    S = len(texts[0][0]) if len(texts) == 2 else None
     B = pick_batch(source.cfg.model, len(ids), S)
-    inputs = ([torch.tensor([src] * B)] if src is not None else []) + [torch.tensor([ids] * B)]
-    records = trace_shapes(source.model, *inputs)  # the text B times: (B, S) and/or (B, T)
+    records = trace_shapes(source.model, *input_ids(texts, B))  # (B, S) and/or (B, T)
     text = (f"{source.name}: {len(ids)} tokens {tokens}\nids {ids}\n"
             + format_trace(records, dimensions(source.cfg.model, B, len(ids), S)))
     print(text)
@@ -167,29 +155,16 @@ def cmd_shapes(args) -> int:
 def cmd_attention(args) -> int:
     import torch
 
-    from glassformer.inspect.capture import AttentionCapture
+    from glassformer.inspect.capture import AttentionCapture, query_key_texts
     from glassformer.inspect.heads import summarise
     from glassformer.inspect.plots import attention_grid
 
-    source, out = _source(args)
-    src = _tokens(source, args.text)  # (ids, tokens)
-    if source.cfg.model.family == "encdec":
-        if not args.target:
-            raise GlassformerError("an encoder-decoder reads two texts: add --target TEXT, the "
-                                   "decoder's input (--text is the source)")
-        tgt = _tokens(source, args.target)
-        inputs = [torch.tensor([src[0]]), torch.tensor([tgt[0]])]  # src (1, S), ids (1, T)
-    else:
-        tgt, inputs = src, [torch.tensor([src[0]])]  # ids (1, T)
+    source, out, texts = _texts(args)
     with torch.no_grad(), AttentionCapture(source.model) as capture:
-        source.model(*inputs)
-    # Which text each module reads: the decoder's queries are the target; the encoder's keys
-    # and cross-attention's keys are the source.
-    labels, keys = {}, {}
-    for name in capture.weights:
-        decoder, cross = name.startswith("decoder."), name.endswith("cross")
-        queries, key_side = (tgt if decoder else src), (src if cross or not decoder else tgt)
-        labels[name], keys[name] = (queries[1], key_side[1]), key_side
+        source.model(*input_ids(texts))  # (1, S) and/or (1, T)
+    reads = query_key_texts(capture.weights, texts[0], texts[-1])  # {name: (queries, keys)}
+    keys = {name: k for name, (_, k) in reads.items()}  # (ids, tokens) of each module's keys
+    labels = {name: (q[1], k[1]) for name, (q, k) in reads.items()}  # their tokens, for axes
     text = "\n".join(summarise(capture.weights, keys))
     print(text)
     _write(out / "heads.txt", text)
@@ -220,7 +195,7 @@ def cmd_next(args) -> int:
     from glassformer.inspect.plots import next_token_chart
 
     source, out = _source(args)
-    ids, _ = _tokens(source, args.text)
+    ids, _ = source.tokens(args.text)
     settings = [RAW] + [replace(RAW, temperature=t) for t in args.temperature]
     settings += [replace(RAW, top_k=k) for k in args.top_k]
     settings += [replace(RAW, top_p=p) for p in args.top_p]
@@ -245,8 +220,8 @@ def cmd_compare(args) -> int:
     recipes = ready.get("recipes") or dict(parse_recipe(spec) for spec in args.recipe)
     if len(recipes) < 2 and not ready:
         raise GlassformerError("a comparison needs at least two --recipe options")
-    flags = {"train.text": args.text, "train.max_steps": args.max_steps}
-    overrides = {k: str(v) for k, v in flags.items() if v is not None} | args.overrides
+    overrides = with_flags({"train.text": args.text, "train.max_steps": args.max_steps},
+                           args.overrides)
     base = C.apply_overrides(C.preset(args.preset), overrides)
     out = Path(args.out or f"runs/compare-{args.comparison or 'recipes'}")
     longer = args.longer if args.longer is not None else ready.get("longer", [])

@@ -1,4 +1,4 @@
-"""`glassformer finetune ...`: argument parsing and a thin handler.
+"""`glassformer finetune ...`: fine-tune a run in full or with LoRA, or compare the two.
 
   glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora] [--rank R]
                            [--out DIR] [--max-steps N] [--compare [--ranks 4,8,16]] [--train.F=V]

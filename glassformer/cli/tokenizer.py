@@ -13,10 +13,10 @@ def add_commands(sub) -> None:
                    help="tokens in the vocabulary: 256 bytes, then merges (e.g. 4096)")
     t.add_argument("--text", help="UTF-8 text file (default: Shakespeare's complete works)")
     t.add_argument("--out", default="tokenizer.json", help="file to write (default: %(default)s)")
-    t.set_defaults(run=cmd_train)
+    t.set_defaults(run=cmd_tokenizer_train)
 
 
-def cmd_train(args) -> int:
+def cmd_tokenizer_train(args) -> int:
     from glassformer.data.corpora import load_text
     from glassformer.tokenizers import HFTokenizer
 

@@ -1,0 +1,40 @@
+"""`glassformer serve RUN`: the playground, a local web page and an OpenAI-style API.
+
+  glassformer serve RUN [--host H] [--port P] [--max-prompt-chars N] [--max-tokens N]
+                        [--max-concurrent N]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from glassformer.serve.limits import Limits
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("serve", help="the playground: a local web page to sample, watch the "
+                                     "next-token distribution and attention; an OpenAI-style API")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    limits = Limits()
+    p.add_argument("--max-prompt-chars", type=int, default=limits.max_prompt_chars,
+                   help="longest prompt or inspected text, in characters (default: %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=limits.max_tokens,
+                   help="most tokens one completion may ask for (default: %(default)s)")
+    p.add_argument("--max-concurrent", type=int, default=limits.max_concurrent,
+                   help="completions generating at once; more get 429 (default: %(default)s)")
+    p.set_defaults(run=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from glassformer.serve.api import serve
+
+    limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens=args.max_tokens,
+                    max_concurrent=args.max_concurrent)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this machine can use "
+              "the playground and its API", file=sys.stderr)
+    serve(args.run_dir, args.host, args.port, limits)
+    return 0
