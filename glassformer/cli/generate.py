@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from glassformer.cli import add_sampling_options, load_run_for, sample_config
+from glassformer.cli.options import add_sampling_options, load_run_for, sample_config
 from glassformer.errors import ConfigError
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.cli import with_flags
+from glassformer.cli.options import with_flags
 from glassformer.errors import GlassformerError
 from glassformer.inspect.memory import BYTES
 from glassformer.inspect.recipes import COMPARISONS

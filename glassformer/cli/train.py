@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.cli import load_run_for, with_flags
+from glassformer.cli.options import load_run_for, with_flags
 
 
 def add_commands(sub) -> None:

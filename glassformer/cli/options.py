@@ -1,0 +1,70 @@
+"""What the command groups share: dotted config overrides, the sampling options, and loading
+a run of the families a command can use."""
+
+from __future__ import annotations
+
+from glassformer import config as C
+from glassformer.errors import ConfigError, GlassformerError
+
+
+def add_sampling_options(p) -> None:
+    """The options of a SampleConfig, for the commands that generate text."""
+    defaults = C.SampleConfig()
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    p.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help="0 = greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, help="keep only the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=defaults.top_p, help="nucleus sampling mass")
+    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, help="seed for reproducible samples")
+
+
+def sample_config(args) -> C.SampleConfig:
+    return C.SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p,
+                          repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
+                          seed=args.seed)
+
+
+def parse_overrides(extra: list[str]) -> dict[str, str]:
+    """`--model.n_layer=4` or `--model.n_layer 4` pairs -> {"model.n_layer": "4"}."""
+    overrides, i = {}, 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg.split("=")[0]:
+            raise ConfigError(f"unrecognised argument {arg!r}; see `glassformer train --help`")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"--{key} needs a value, e.g. --{key}=VALUE")
+            value, i = extra[i + 1], i + 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
+def with_flags(flags: dict, overrides: dict[str, str]) -> dict[str, str]:
+    """Dotted overrides from options that stand for config fields ({"train.max_steps": 200};
+    None: not given), then the explicit --section.field ones, which win."""
+    return {k: str(v) for k, v in flags.items() if v is not None} | overrides
+
+
+def no_extra(extra: list[str]) -> dict:
+    if extra:
+        raise ConfigError(f"unrecognised arguments: {' '.join(extra)}")
+    return {}
+
+
+def load_run_for(command: str, run_dir, families: tuple[str, ...]):
+    """The run at `run_dir` on the best device, refused unless its model family is one of
+    `families`, the ones `glassformer COMMAND` can use."""
+    from glassformer.train.checkpoint import load_run
+    from glassformer.train.device import pick_device
+
+    run = load_run(run_dir, pick_device())
+    if run.cfg.model.family not in families:
+        raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
+                               f"this one is a {run.cfg.model.family} model "
+                               f"(task {run.cfg.train.task!r})")
+    return run
