@@ -11,14 +11,17 @@ t5          the learned bias of the first layer's heads against the distance to 
 """
 
 import math
+import typing
 
 import torch
 import torch.nn.functional as F
 
+from glassformer.config import POSITION_ACTS_ON, Position
 from glassformer.errors import GlassformerError
 from glassformer.inspect.plots import new_figure, save
 
-SCHEMES = ("sinusoidal", "rope", "alibi", "learned", "t5")
+# Every scheme of the config that acts somewhere; each has a drawing in DRAW (below).
+SCHEMES = tuple(s for s in typing.get_args(Position) if POSITION_ACTS_ON[s] != "nowhere")
 
 
 def positions_figure(scheme: str, cfg, model, path, length: int | None = None):

@@ -1,7 +1,8 @@
 """KV cache: keys and values of past positions, kept so that each new token costs one position.
 
-Buffers are allocated once for the model's window and written by position.
-Linear attention keeps running sums instead, of a fixed size.
+Buffers are allocated once for the model's window and written by position. That is softmax
+attention's decoding state; another attention algorithm keeps its own (linear attention: running
+sums of a fixed size, linear_attention.LinearState), and model/attention_kinds.py names which.
 """
 
 import torch
@@ -15,6 +16,12 @@ class LayerCache:
         self.v = torch.zeros_like(self.k)
         self.length = 0
         self.memory_kv = None  # cross-attention: the encoder output's (k, v), computed once
+
+    @classmethod
+    def for_config(cls, cfg, batch: int, device, dtype):
+        """Sized for `cfg.block_size` positions of the Hkv key/value heads (grouped-query
+        attention shrinks the cache by H / Hkv)."""
+        return cls(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device, dtype)
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep batch rows `rows` (B',) in that order (beam search follows its beams' parents)."""
@@ -33,34 +40,16 @@ class LayerCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
-class LinearState:
-    """One linear-attention layer's running sums over the `length` positions so far:
-    S = sum_j phi(k_j) v_j^T (B, H, D, D) and z = sum_j phi(k_j) (B, H, D). Their size does not
-    grow with the context, so each new token costs the same (model/linear_attention.py)."""
-
-    def __init__(self, batch: int, n_head: int, head_dim: int, device, dtype):
-        self.S = torch.zeros(batch, n_head, head_dim, head_dim, device=device, dtype=dtype)
-        self.z = torch.zeros(batch, n_head, head_dim, device=device, dtype=dtype)
-        self.length = 0
-
-    def update(self, S: torch.Tensor, z: torch.Tensor, n: int):
-        """Take the sums S (B, H, D, D) and z (B, H, D), which now cover n more positions."""
-        self.S, self.z = S, z
-        self.length += n
-
-
 class KVCache:
-    """A LayerCache per block, sized for `cfg.block_size` positions of the Hkv key/value heads
-    (grouped-query attention shrinks the cache by H / Hkv); for linear attention a LinearState
-    per block instead."""
+    """One decoding state per block, of the kind `cfg.attention` keeps: a LayerCache for softmax
+    attention, a LinearState for linear attention (model/attention_kinds.py)."""
 
     def __init__(self, cfg, batch: int, device=None, dtype=torch.float32):
-        if cfg.attention == "linear":
-            self.layers = [LinearState(batch, cfg.n_head, cfg.head_dim, device, dtype)
-                           for _ in range(cfg.n_layer)]
-        else:
-            self.layers = [LayerCache(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device,
-                                      dtype) for _ in range(cfg.n_layer)]
+        # Imported here, not above: the table names this module's LayerCache.
+        from glassformer.model.attention_kinds import ATTENTION
+
+        state = ATTENTION[cfg.attention].state
+        self.layers = [state.for_config(cfg, batch, device, dtype) for _ in range(cfg.n_layer)]
 
     def reorder(self, rows: torch.Tensor) -> None:
         for layer in self.layers:

@@ -1,8 +1,10 @@
 """The memory estimate made before training against the peak measured in real training steps."""
 
+import typing
+
 import pytest
 
-from glassformer.config import preset
+from glassformer.config import Activation, apply_overrides, preset
 from glassformer.inspect.memory import estimate, measure_peak
 
 
@@ -15,8 +17,9 @@ def test_estimate_is_within_25_percent_of_the_measured_peak(name):
     assert abs(predicted - measured) <= 0.25 * measured, (predicted, measured)
 
 
-def test_measured_activations_grow_with_the_batch_as_estimated():
-    cfg = preset("shakespeare-char")
+@pytest.mark.parametrize("activation", typing.get_args(Activation))
+def test_measured_activations_grow_with_the_batch_as_estimated(activation):
+    cfg = apply_overrides(preset("shakespeare-char"), {"model.activation": activation})
     block = 64
     grown = measure_peak(cfg, 8, block) - measure_peak(cfg, 4, block)
     per_4 = (estimate(cfg.model, 8, block)["parts"]["activations"]
