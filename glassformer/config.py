@@ -23,7 +23,7 @@ Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
 # that acts there; the checks below ask this table (the part that cannot import torch).
 POSITION_ACTS_ON = {"learned": "embeddings", "sinusoidal": "embeddings", "rope": "qk",
                     "alibi": "scores", "t5": "scores", "none": "nowhere"}
-Activation = Literal["relu", "gelu", "gelu_tanh", "swiglu", "geglu"]
+Activation = Literal["relu", "relu2", "gelu", "gelu_tanh", "swiglu", "geglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
 Attention = Literal["softmax", "linear"]
@@ -77,8 +77,8 @@ class ModelConfig:
     rel_max_distance: int = 128
     """T5 relative bias: distances from here on share the last bucket."""
     activation: Activation = "gelu"
-    """Feed-forward non-linearity: ReLU, exact GELU or GPT-2's tanh-approximated GELU, or the
-    gated SwiGLU and GeGLU."""
+    """Feed-forward non-linearity: ReLU, squared ReLU (Primer), exact GELU or GPT-2's
+    tanh-approximated GELU, or the gated SwiGLU and GeGLU."""
     ffn_hidden: int | None = None
     """Feed-forward hidden width; None: 4 * n_embd, or for the gated ones 2/3 of that (rounded
     up to a multiple of 8), which keeps the parameter count about the same."""

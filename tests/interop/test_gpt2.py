@@ -143,6 +143,7 @@ def test_old_checkpoints_without_prefix_and_with_mask_buffers_load():
     ({"activation": "swiglu"}, "activation='swiglu'"),
     ({"bias": False}, "bias=False"),
     ({"attention": "linear"}, "attention='linear'"),
+    ({"activation": "relu2"}, "activation='relu2'"),
 ])
 def test_export_refuses_what_gpt2_cannot_be(fields, named):
     cfg = ModelConfig(vocab_size=V, block_size=16, n_layer=1, n_head=4, n_embd=32, **fields)
