@@ -3,7 +3,8 @@
 attention(Q, K, V) = softmax(Q K^T / sqrt(D) + mask) V, computed by two kernels (cfg.kernel)
 that give the same numbers: torch's fused `scaled_dot_product_attention` ("sdpa", the default,
 fast) and the explicit math path ("math": scores -> mask -> softmax -> weights @ V), which also
-returns the weights for inspection.
+returns the weights for inspection. While decoding, each layer keeps every past key and value
+in a LayerCache (below), so that a new token costs one position.
 
 Grouped-query attention: H query heads share Hkv key/value heads, query head h reading kv head
 h // (H / Hkv). Hkv = H is ordinary multi-head attention, Hkv = 1 multi-query attention.
@@ -134,3 +135,36 @@ class SelfAttention(Projections):
         y, weights = attend_math(q, k, v, mask, p, self.scale)
         self.weights(weights)
         return y
+
+
+class LayerCache:
+    """What one softmax attention layer keeps while decoding, its keys and values: (B, Hkv,
+    max_len, D) buffers allocated once and written by position, filled up to `length`."""
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
+        self.k = torch.zeros(batch, n_head, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0
+        self.memory_kv = None  # cross-attention: the encoder output's (k, v), computed once
+
+    @classmethod
+    def for_config(cls, cfg, batch: int, device, dtype):
+        """Sized for `cfg.block_size` positions of the Hkv key/value heads (grouped-query
+        attention shrinks the cache by H / Hkv)."""
+        return cls(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device, dtype)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows `rows` (B',) in that order (beam search follows its beams' parents)."""
+        self.k, self.v = self.k[rows], self.v[rows]
+        if self.memory_kv is not None:
+            self.memory_kv = tuple(t[rows] for t in self.memory_kv)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Store the new (B, Hkv, T, D) keys/values; return all so far, (B, Hkv, S, D) each."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.k.size(2):
+            raise ValueError(f"KV cache holds {self.k.size(2)} positions; {end} were asked for")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]

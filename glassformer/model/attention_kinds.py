@@ -3,7 +3,7 @@ builds and the state each layer keeps between decoding steps (kv_cache.KVCache h
 block).
 
 algorithm  layer                                state while decoding
-softmax    SelfAttention (attention.py)         LayerCache (kv_cache.py): every past key and value,
+softmax    SelfAttention (attention.py)         LayerCache (attention.py): every past key and value,
            computed by cfg.kernel: sdpa | math  (B, Hkv, S, D) each
 linear     LinearAttention                      LinearState (linear_attention.py): running sums
            (linear_attention.py)                S (B, H, D, D) and z (B, H, D), a fixed size
@@ -14,8 +14,7 @@ A layer is built as layer(cfg, causal) and called as layer(x, pad, cache, positi
 
 from typing import NamedTuple
 
-from glassformer.model.attention import SelfAttention
-from glassformer.model.kv_cache import LayerCache
+from glassformer.model.attention import LayerCache, SelfAttention
 from glassformer.model.linear_attention import LinearAttention, LinearState
 
 

@@ -77,7 +77,7 @@ class LinearState:
     """One linear-attention layer's decoding state, the running sums over the `length` positions
     so far: S = sum_j phi(k_j) v_j^T (B, H, D, D) and z = sum_j phi(k_j) (B, H, D). Their size
     does not grow with the context, so each new token costs the same. (Softmax attention keeps
-    every key and value instead: kv_cache.LayerCache.)"""
+    every key and value instead: attention.LayerCache.)"""
 
     def __init__(self, batch: int, n_head: int, head_dim: int, device, dtype):
         self.S = torch.zeros(batch, n_head, head_dim, head_dim, device=device, dtype=dtype)

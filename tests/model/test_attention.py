@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glassformer.config import ModelConfig
-from glassformer.model.attention import SelfAttention, attend_math
-from glassformer.model.kv_cache import LayerCache
+from glassformer.model.attention import LayerCache, SelfAttention, attend_math
 from glassformer.model.masks import causal_mask, combine, padding_mask
 from tests.helpers import KERNELS
 

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from glassformer.config import ModelConfig, SampleConfig
 from glassformer.generate.sampler import generate
-from glassformer.model.attention import SelfAttention
+from glassformer.model.attention import LayerCache, SelfAttention
 from glassformer.model.gpt import GPT
-from glassformer.model.kv_cache import KVCache, LayerCache
+from glassformer.model.kv_cache import KVCache
 from glassformer.model.mlp import MLP
 from glassformer.model.norm import make_norm
 from glassformer.model.rope import Rotary, rotate_half
