@@ -18,10 +18,19 @@ from typing import Literal
 from glassformer.errors import ConfigError
 
 Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
-Activation = Literal["relu", "gelu", "gelu_tanh", "swiglu", "geglu"]
+# Where each position scheme acts: vectors added to the token embeddings, a rotation of the
+# queries and keys, or a bias added to the attention scores. model/position.py builds the part
+# that acts there; the checks below ask this table (the part that cannot import torch).
+POSITION_ACTS_ON = {"learned": "embeddings", "sinusoidal": "embeddings", "rope": "qk",
+                    "alibi": "scores", "t5": "scores", "none": "nowhere"}
+Activation = Literal["relu", "relu2", "gelu", "gelu_tanh", "swiglu", "geglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
-AttentionImpl = Literal["sdpa", "math", "linear"]
+Attention = Literal["softmax", "linear"]
+# Whether each attention algorithm forms the (T, S) scores that score biases, sliding windows
+# and qk_scale act on. model/attention_kinds.py maps each algorithm to its layer and state.
+FORMS_SCORES = {"softmax": True, "linear": False}
+Kernel = Literal["sdpa", "math"]
 Family = Literal["gpt", "bert", "encdec", "lstm"]
 Pooling = Literal["cls", "mean", "token"]
 Task = Literal["lm", "mlm", "genre", "pairs"]
@@ -68,8 +77,8 @@ class ModelConfig:
     rel_max_distance: int = 128
     """T5 relative bias: distances from here on share the last bucket."""
     activation: Activation = "gelu"
-    """Feed-forward non-linearity: ReLU, exact GELU or GPT-2's tanh-approximated GELU, or the
-    gated SwiGLU and GeGLU."""
+    """Feed-forward non-linearity: ReLU, squared ReLU (Primer), exact GELU or GPT-2's
+    tanh-approximated GELU, or the gated SwiGLU and GeGLU."""
     ffn_hidden: int | None = None
     """Feed-forward hidden width; None: 4 * n_embd, or for the gated ones 2/3 of that (rounded
     up to a multiple of 8), which keeps the parameter count about the same."""
@@ -86,9 +95,12 @@ class ModelConfig:
     """Norm epsilon."""
     tie_weights: bool = True
     """Share the token embedding matrix with the LM head."""
-    attention: AttentionImpl = "sdpa"
-    """Softmax attention through torch's fused scaled_dot_product_attention or the explicit math
-    path (the same numbers), or linear attention (elu+1 feature map, O(T), a different model)."""
+    attention: Attention = "softmax"
+    """The attention algorithm: softmax(QK^T/sqrt(D) + mask) V, or linear attention (elu+1
+    feature map, O(T), a different model)."""
+    kernel: Kernel = "sdpa"
+    """How softmax attention is computed: torch's fused scaled_dot_product_attention or the
+    explicit math path, which also hands out the weights (the same numbers)."""
     moe_experts: int = 0
     """Experts in each feed-forward layer (mixture of experts); 0: one dense feed-forward."""
     moe_top_k: int = 2
@@ -109,6 +121,10 @@ class ModelConfig:
     label per sequence), or every position (one label per token)."""
 
     def __post_init__(self):
+        if self.attention in ("sdpa", "math"):  # the spelling from before `kernel` existed
+            raise ConfigError(f"ModelConfig.attention={self.attention!r} is now "
+                              f"kernel={self.attention!r} (--model.kernel={self.attention}); "
+                              "attention names the algorithm: 'softmax' or 'linear'")
         _check_types(self)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             _require(self, name, getattr(self, name) > 0, "must be a positive integer")
@@ -132,30 +148,32 @@ class ModelConfig:
         _require(self, "moe_aux_weight", self.moe_aux_weight >= 0, "must be >= 0")
         _require(self, "qk_scale", self.qk_scale is None or self.qk_scale > 0,
                  "must be positive (or None for 1/sqrt(head_dim))")
-        _require(self, "qk_scale", self.qk_scale is None or self.attention != "linear",
-                 "must be None with attention='linear' (it has no softmax to scale)")
         _require(self, "type_vocab_size", self.type_vocab_size >= 0, "must be >= 0 (0: none)")
         _require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
         _require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
                  "a classifier head needs family='bert'")
-        _require(self, "attention", self.family == "gpt" or self.attention != "linear",
-                 "'linear' is for the causal gpt family; use 'sdpa' or 'math'")
+        _require(self, "attention", self.family == "gpt" or self.attention == "softmax",
+                 f"{self.attention!r} is for the causal gpt family; use 'softmax'")
         _require(self, "n_embd", self.n_embd % self.n_head == 0,
                  f"must be divisible by n_head ({self.n_head}); "
                  f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
         _require(self, "dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
         _require(self, "norm_eps", self.norm_eps > 0, "must be positive")
-        _require(self, "position", self.position != "rope" or self.head_dim % 2 == 0,
-                 f"'rope' rotates pairs of channels, so the head dim n_embd/n_head "
+        acts_on = POSITION_ACTS_ON[self.position]
+        _require(self, "position", acts_on != "qk" or self.head_dim % 2 == 0,
+                 f"{self.position!r} rotates pairs of channels, so the head dim n_embd/n_head "
                  f"({self.head_dim}) must be even")
-        # Linear attention never forms the (T, S) scores that these act on.
-        linear = self.attention == "linear"
-        _require(self, "position", not linear or self.position not in ("alibi", "t5"),
-                 "must be 'learned', 'sinusoidal', 'rope' or 'none' with attention='linear' "
-                 "('alibi' and 't5' bias the scores, which linear attention never forms)")
-        _require(self, "window", not linear or self.window is None,
-                 "must be None with attention='linear' (its running sums cover every "
-                 "earlier position)")
+        # An algorithm that never forms the (T, S) scores (linear attention) has nothing for
+        # these to act on.
+        scores, algorithm = FORMS_SCORES[self.attention], f"attention={self.attention!r}"
+        unbiased = [name for name, where in POSITION_ACTS_ON.items() if where != "scores"]
+        _require(self, "position", scores or acts_on != "scores",
+                 f"must be {' or '.join(map(repr, unbiased))} with {algorithm} "
+                 f"({self.position!r} biases the scores, which it never forms)")
+        _require(self, "window", scores or self.window is None,
+                 f"must be None with {algorithm} (it forms no scores to mask)")
+        _require(self, "qk_scale", scores or self.qk_scale is None,
+                 f"must be None with {algorithm} (it forms no scores to scale)")
 
     @property
     def head_dim(self) -> int:
@@ -339,7 +357,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
         _reject_unknown(cls, data, "config")
-        return cls(model=from_dict(ModelConfig, data.get("model", {})),
+        return cls(model=from_dict(ModelConfig, upgrade_model(data.get("model", {}))),
                    train=from_dict(TrainConfig, data.get("train", {})))
 
     def save(self, path) -> None:
@@ -439,6 +457,15 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return RunConfig.from_dict(PRESETS[name])
+
+
+def upgrade_model(model: dict) -> dict:
+    """A `model` section as written before the attention algorithm and its kernel were two
+    fields, read as now: there, attention "sdpa" or "math" meant softmax attention computed that
+    way. Run directories saved then keep loading."""
+    if isinstance(model, dict) and model.get("attention") in ("sdpa", "math"):
+        return {**model, "attention": "softmax", "kernel": model["attention"]}
+    return model
 
 
 def from_dict(cls, data: dict):

@@ -1,8 +1,13 @@
 """Plain helpers shared by test modules (fixtures live in conftest.py)."""
 
+import typing
+
 import torch
 
+from glassformer.config import Kernel
 from glassformer.model.gpt import GPT
+
+KERNELS = typing.get_args(Kernel)  # the ways softmax attention is computed: the same numbers
 
 SONNET = """From fairest creatures we desire increase,
 That thereby beauty's rose might never die,

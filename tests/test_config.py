@@ -8,8 +8,9 @@ import typing
 
 import pytest
 
-from glassformer.config import (PRESETS, ModelConfig, Position, RunConfig, SampleConfig,
-                                TrainConfig, apply_overrides, from_dict, parse_value, preset)
+from glassformer.config import (FORMS_SCORES, POSITION_ACTS_ON, PRESETS, Activation, Attention,
+                                ModelConfig, Position, RunConfig, SampleConfig, TrainConfig,
+                                apply_overrides, from_dict, parse_value, preset)
 from glassformer.errors import ConfigError
 
 # "position must be 'learned' or 'sinusoidal' or ..., got 'absolute'": every allowed word listed
@@ -40,7 +41,7 @@ def test_non_default_values_round_trip(tmp_path):
         model=ModelConfig(vocab_size=7, block_size=9, n_layer=1, n_head=3, n_embd=12, dropout=0.25,
                           bias=False, position="sinusoidal", activation="relu",
                           norm_placement="post", norm_eps=1e-6, tie_weights=False,
-                          attention="math", n_kv_head=1, rope_base=500.0, ffn_hidden=40,
+                          kernel="math", n_kv_head=1, rope_base=500.0, ffn_hidden=40,
                           norm="rmsnorm", qk_norm=True),
         train=TrainConfig(text="corpus.txt", lr=3e-4, min_lr=0.0, device="cpu", seed=7),
     )
@@ -130,7 +131,7 @@ def test_config_error_is_a_value_error():
     ("moe_aux_weight", -0.1, "moe_aux_weight must be >= 0"),
     ("norm", "batchnorm", r"norm must be 'layernorm' or 'rmsnorm'"),
     ("activation", "tanh",
-     r"activation must be 'relu' or 'gelu' or 'gelu_tanh' or 'swiglu' or 'geglu'"),
+     "activation must be " + " or ".join(map(repr, typing.get_args(Activation)))),
 ])
 def test_model_ranges(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -165,8 +166,49 @@ def test_unknown_literal_lists_the_allowed_values():
     with pytest.raises(ConfigError,
                        match=ALLOWED_POSITIONS):
         ModelConfig(position="absolute")
-    with pytest.raises(ConfigError, match=r"attention must be 'sdpa' or 'math'"):
+    with pytest.raises(ConfigError, match=r"attention must be 'softmax' or 'linear'"):
         from_dict(ModelConfig, {"attention": "flash"})
+
+
+# --- attention: the algorithm, and its kernel ------------------------------------------------
+
+@pytest.mark.parametrize("kernel", ["sdpa", "math"])
+def test_old_config_files_name_the_kernel_as_attention_and_still_load(tmp_path, kernel):
+    """Runs saved before `kernel` existed wrote attention="sdpa" or "math" (softmax attention,
+    computed that way)."""
+    run = RunConfig(model=ModelConfig(n_layer=2, kernel=kernel))
+    on_disk = run.to_dict()
+    del on_disk["model"]["kernel"]
+    on_disk["model"]["attention"] = kernel
+    (tmp_path / "config.json").write_text(json.dumps(on_disk))
+    assert RunConfig.load(tmp_path / "config.json") == run
+
+
+def test_new_config_files_keep_algorithm_and_kernel(tmp_path):
+    run = RunConfig(model=ModelConfig(attention="linear", kernel="math"))
+    run.save(tmp_path / "config.json")
+    on_disk = json.loads((tmp_path / "config.json").read_text())["model"]
+    assert (on_disk["attention"], on_disk["kernel"]) == ("linear", "math")
+    assert RunConfig.load(tmp_path / "config.json") == run
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "math"])
+def test_the_old_attention_words_on_the_command_line_point_to_the_kernel(kernel):
+    with pytest.raises(ConfigError, match=rf"attention='{kernel}' is now kernel='{kernel}' "
+                                          rf"\(--model\.kernel={kernel}\)"):
+        apply_overrides(preset("tiny"), {"model.attention": kernel})
+    assert apply_overrides(preset("tiny"), {"model.kernel": kernel}).model.kernel == kernel
+
+
+# --- the tables of what each word does --------------------------------------------------------
+
+def test_every_position_scheme_says_where_it_acts():
+    assert set(POSITION_ACTS_ON) == set(typing.get_args(Position))
+    assert set(POSITION_ACTS_ON.values()) <= {"embeddings", "qk", "scores", "nowhere"}
+
+
+def test_every_attention_algorithm_says_whether_it_forms_scores():
+    assert set(FORMS_SCORES) == set(typing.get_args(Attention))
 
 
 @pytest.mark.parametrize("field,value,match", [

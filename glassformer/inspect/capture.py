@@ -1,9 +1,9 @@
 """Attention weights of every layer and head, captured without changing the model.
 
-Every softmax attention module (self-attention, and the decoder's cross-attention) has an `impl`
-("sdpa" or "math") and a `weights` identity submodule that the math path sends its (B, H, T, S)
-weights through. A capture switches those modules to the math path (the same numbers), hooks
-`weights`, and puts everything back on exit:
+Every softmax attention module (self-attention, and the decoder's cross-attention) has a
+`kernel` ("sdpa" or "math") and a `weights` identity submodule that the math kernel sends its
+(B, H, T, S) weights through. A capture switches those modules to the math kernel (the same
+numbers), hooks `weights`, and puts everything back on exit:
 
     with AttentionCapture(model) as capture:
         model(ids)
@@ -22,23 +22,24 @@ from glassformer.errors import GlassformerError
 
 def attention_modules(model) -> dict[str, nn.Module]:
     """{name: module} of every module that exposes its attention weights (a `weights` identity
-    child and an `impl`), in the model's order."""
+    child and a `kernel`), in the model's order."""
     return {name: module for name, module in model.named_modules()
-            if isinstance(getattr(module, "weights", None), nn.Identity) and hasattr(module, "impl")}
+            if isinstance(getattr(module, "weights", None), nn.Identity)
+            and hasattr(module, "kernel")}
 
 
 @contextlib.contextmanager
 def math_attention(model):
-    """Run every attention module of `model` on the explicit math path inside the block."""
+    """Run every attention module of `model` on the explicit math kernel inside the block."""
     modules = attention_modules(model)
-    saved = {name: module.impl for name, module in modules.items()}
+    saved = {name: module.kernel for name, module in modules.items()}
     try:
         for module in modules.values():
-            module.impl = "math"
+            module.kernel = "math"
         yield modules
     finally:
         for name, module in modules.items():
-            module.impl = saved[name]
+            module.kernel = saved[name]
 
 
 class AttentionCapture:

@@ -8,11 +8,12 @@ For N parameters of b bytes each (4 for fp32, 2 for bf16), batch B and block T:
   activations  B T b (L (8C + f F) + 3C + 2V)   what the forward saves for the backward:
                per block and token, the block input, norm outputs, q|k|v (3C), attention output,
                residual sums (8C in all) and f tensors of the feed-forward width F (ReLU 1: its
-               output; GELU 2: its input and output; SwiGLU/GeGLU 4: gate, activation, up,
-               product); at the end the final norm's input and output and the head's input (3C),
-               the logits and their log-softmax (2V). The explicit math path, and torch's
-               fused attention when it is given a score bias or mask (ALiBi, T5, a window),
-               also keep each layer's (B, H, T, T) attention weights: + L H T per token.
+               output; squared ReLU 2: relu's output and its square; either GELU 2: its input
+               and output; SwiGLU/GeGLU 4: gate, activation, up, product); at the end the final
+               norm's input and output and the head's input (3C), the logits and their
+               log-softmax (2V). Softmax attention on the explicit math kernel, or on torch's
+               fused one given a score bias or mask (ALiBi, T5, a window), also keeps each
+               layer's (B, H, T, T) attention weights: + L H T per token.
   KV cache     2 L Hkv D b per token   keys and values of every layer, for generation
 The estimated training peak is the sum of the first four (the backward starts with every
 activation saved while the gradients fill in). Linear attention and mixtures of experts save
@@ -21,8 +22,11 @@ more than this (running sums, routed copies), so their estimates are low.
 
 import dataclasses
 
+from glassformer.config import FORMS_SCORES, POSITION_ACTS_ON
+
 BYTES = {"fp32": 4, "bf16": 2}
-SAVED_FFN = {"relu": 1, "gelu": 2, "swiglu": 4, "geglu": 4}  # tensors of width F per token
+# Tensors of width F per token that each activation's feed-forward saves (see above)
+SAVED_FFN = {"relu": 1, "relu2": 2, "gelu": 2, "gelu_tanh": 2, "swiglu": 4, "geglu": 4}
 
 
 def count_on_meta(model_cfg) -> int:
@@ -42,7 +46,8 @@ def estimate(model_cfg, batch: int, block: int, dtype: str = "fp32") -> dict:
     n = count_on_meta(m)
     per_token = m.n_layer * (8 * m.n_embd + SAVED_FFN[m.activation] * m.hidden) \
         + 3 * m.n_embd + 2 * m.vocab_size
-    if m.attention == "math" or m.position in ("alibi", "t5") or m.window is not None:
+    masked = POSITION_ACTS_ON[m.position] == "scores" or m.window is not None
+    if FORMS_SCORES[m.attention] and (m.kernel == "math" or masked):
         per_token += m.n_layer * m.n_head * block  # each query's row of weights, per head
     parts = {"weights": n * b, "gradients": n * b, "AdamW state": 2 * n * b,
              "activations": batch * block * per_token * b}

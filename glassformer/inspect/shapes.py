@@ -3,7 +3,7 @@ letters: B batch, T length (the decoder's, in an encoder-decoder), S the source 
 H heads, Hkv kv heads, D head dim, F feed-forward width, V vocabulary (and multiples such as 3C).
 
 Forward hooks record the shapes; the model runs unchanged, except that attention takes its
-explicit math path (the same numbers) so that the attention weights (B, H, T, T) show as well.
+explicit math kernel (the same numbers) so that the attention weights (B, H, T, T) show as well.
 """
 
 import torch

@@ -83,9 +83,10 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
 
 def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
     """Our `encdec` config and state dict -> a `BartForConditionalGeneration` config and state."""
-    require_layout(cfg, "BART", family="encdec", position="learned", norm="layernorm",
-                   norm_placement="post", embed_norm=True, bias=True, n_kv_head=None, qk_norm=False,
-                   window=None, moe_experts=0, norm_eps=1e-5, type_vocab_size=0)
+    require_layout(cfg, "BART", family="encdec", attention="softmax", position="learned",
+                   norm="layernorm", norm_placement="post", embed_norm=True, bias=True,
+                   n_kv_head=None, qk_norm=False, window=None, moe_experts=0, norm_eps=1e-5,
+                   type_vocab_size=0)
     if cfg.activation not in ACTIVATIONS:
         require_layout(cfg, "BART", activation="gelu")
     hf_config = {

@@ -76,9 +76,9 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
 def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
     """Our `bert` config and state dict -> a `BertForMaskedLM` or
     `BertForSequenceClassification` config and state dict."""
-    require_layout(cfg, "BERT", family="bert", position="learned", norm="layernorm",
-                   norm_placement="post", embed_norm=True, bias=True, n_kv_head=None, qk_norm=False,
-                   window=None, moe_experts=0, pooling="cls")
+    require_layout(cfg, "BERT", family="bert", attention="softmax", position="learned",
+                   norm="layernorm", norm_placement="post", embed_norm=True, bias=True,
+                   n_kv_head=None, qk_norm=False, window=None, moe_experts=0, pooling="cls")
     if cfg.activation not in ACTIVATIONS:
         require_layout(cfg, "BERT", activation="gelu")
     classify = cfg.n_classes > 0

@@ -84,16 +84,14 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
 
 def unsupported(cfg: ModelConfig) -> list[str]:
     """What keeps `cfg` from being a GPT-2 (empty when it is one)."""
-    problems = mismatches(cfg, "GPT-2", family="gpt", position="learned", norm="layernorm",
-                          norm_placement="pre", bias=True, qk_norm=False, window=None,
-                          moe_experts=0, embed_norm=False, type_vocab_size=0)
+    problems = mismatches(cfg, "GPT-2", family="gpt", attention="softmax", position="learned",
+                          norm="layernorm", norm_placement="pre", bias=True, qk_norm=False,
+                          window=None, moe_experts=0, embed_norm=False, type_vocab_size=0)
     if cfg.activation not in EXPORT_ACTIVATIONS:
         problems.append(f"activation={cfg.activation!r} (GPT-2: one of "
                         f"{', '.join(EXPORT_ACTIVATIONS)})")
     if cfg.kv_heads != cfg.n_head:
         problems.append(f"n_kv_head={cfg.n_kv_head} (GPT-2: multi-head, n_kv_head=None)")
-    if cfg.attention == "linear":
-        problems.append("attention='linear' (GPT-2: softmax attention)")
     return problems
 
 

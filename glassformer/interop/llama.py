@@ -86,12 +86,9 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
 
 def unsupported(cfg: ModelConfig) -> list[str]:
     """What keeps `cfg` from being a Llama (empty when it is one)."""
-    problems = mismatches(cfg, "Llama", family="gpt", position="rope", norm="rmsnorm",
-                          norm_placement="pre", activation="swiglu", qk_norm=False, window=None,
-                          moe_experts=0, embed_norm=False, type_vocab_size=0)
-    if cfg.attention == "linear":
-        problems.append("attention='linear' (Llama: softmax attention)")
-    return problems
+    return mismatches(cfg, "Llama", family="gpt", attention="softmax", position="rope",
+                      norm="rmsnorm", norm_placement="pre", activation="swiglu", qk_norm=False,
+                      window=None, moe_experts=0, embed_norm=False, type_vocab_size=0)
 
 
 def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:

@@ -1,8 +1,10 @@
-"""Scaled dot-product attention and multi-head self-attention.
+"""Scaled dot-product attention and multi-head self-attention (the "softmax" algorithm).
 
-attention(Q, K, V) = softmax(Q K^T / sqrt(D) + mask) V, computed two ways that give the same
-numbers: torch's fused `scaled_dot_product_attention` (default, fast) and the explicit math path
-(scores -> mask -> softmax -> weights @ V), which also returns the weights for inspection.
+attention(Q, K, V) = softmax(Q K^T / sqrt(D) + mask) V, computed by two kernels (cfg.kernel)
+that give the same numbers: torch's fused `scaled_dot_product_attention` ("sdpa", the default,
+fast) and the explicit math path ("math": scores -> mask -> softmax -> weights @ V), which also
+returns the weights for inspection. While decoding, each layer keeps every past key and value
+in a LayerCache (below), so that a new token costs one position.
 
 Grouped-query attention: H query heads share Hkv key/value heads, query head h reading kv head
 h // (H / Hkv). Hkv = H is ordinary multi-head attention, Hkv = 1 multi-query attention.
@@ -14,11 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glassformer.model.alibi import ALiBi
 from glassformer.model.masks import combine
 from glassformer.model.norm import make_norm
-from glassformer.model.relative_bias import RelativeBias
-from glassformer.model.rope import Rotary
+from glassformer.model.position import rotary, score_bias
 
 
 def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None = None):
@@ -44,7 +44,8 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None 
 
 class Projections(nn.Module):
     """What every attention layer shares: one fused q,k,v projection into H query heads and Hkv
-    key/value heads of width D, optional QK-norm and RoPE, and the output projection W_O."""
+    key/value heads of width D, optional QK-norm, the rotation of q and k when the position
+    scheme is one (RoPE), and the output projection W_O."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -54,7 +55,7 @@ class Projections(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # W_O
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None  # over each head's D
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
-        self.rotary = Rotary(cfg.head_dim, cfg.rope_base) if cfg.position == "rope" else None
+        self.rotary = rotary(cfg)  # RoPE's Rotary, or None when positions act elsewhere
         self.scale = cfg.qk_scale  # None: 1/sqrt(D)
 
     def split_heads(self, x):
@@ -70,7 +71,8 @@ class Projections(nn.Module):
         return q, k, v
 
     def rotate(self, q, k, positions, cache):
-        """RoPE on q and k (unchanged without it); positions default to the T after the cache."""
+        """The rotation on q and k (unchanged without one); positions default to the T after
+        the cache."""
         if self.rotary is None:
             return q, k
         if positions is None:
@@ -86,19 +88,20 @@ class Projections(nn.Module):
 
 class SelfAttention(Projections):
     """Softmax multi-head self-attention (grouped-query when Hkv < H), with an optional score bias
-    (ALiBi's, or T5's relative bias: bidirectional when not causal) and a sliding window.
+    by relative position (ALiBi's, or T5's: bidirectional when not causal) and a sliding window.
 
-    `weights` is an identity module the math path sends its (B, H, T, S) attention weights
-    through, so a forward hook on it captures them without changing the model.
+    `kernel` ("sdpa" or "math") picks how it is computed; `weights` is an identity module the
+    math kernel sends its (B, H, T, S) attention weights through, so a forward hook on it
+    captures them without changing the model.
     """
 
     def __init__(self, cfg, causal: bool = True):
         super().__init__(cfg)
-        self.alibi = ALiBi(cfg.n_head) if cfg.position == "alibi" else None
-        self.relative = RelativeBias(cfg, bidirectional=not causal) if cfg.position == "t5" else None
+        # ALiBi or T5's RelativeBias, or None; named `relative` as T5 checkpoints store its table
+        self.relative = score_bias(cfg, causal)
         self.causal = causal
         self.window = cfg.window
-        self.impl = cfg.attention
+        self.kernel = cfg.kernel
         self.dropout = cfg.dropout
         self.weights = nn.Identity()
 
@@ -115,21 +118,53 @@ class SelfAttention(Projections):
         T, S = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         gqa = self.n_kv_head != self.n_head
-        score_bias = self.alibi if self.alibi is not None else self.relative  # at most one is set
-        plain = pad is None and score_bias is None and self.window is None
-        if self.impl == "sdpa" and plain and (T == S or T == 1):
+        plain = pad is None and self.relative is None and self.window is None
+        if self.kernel == "sdpa" and plain and (T == S or T == 1):
             # The common cases need no mask tensor: training (causal, T == S) and
             # one-token decoding (the new token sees every cached key).
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa,
                                                   is_causal=self.causal and T == S and T > 1,
                                                   scale=self.scale)
         mask = combine(T, S, self.causal, pad, q.device, self.window)  # bool or None
-        if score_bias is not None:
-            bias = score_bias(T, S).to(q.dtype)  # (H, T, S)
+        if self.relative is not None:
+            bias = self.relative(T, S).to(q.dtype)  # (H, T, S)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
-        if self.impl == "sdpa":
+        if self.kernel == "sdpa":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                   enable_gqa=gqa, scale=self.scale)
         y, weights = attend_math(q, k, v, mask, p, self.scale)
         self.weights(weights)
         return y
+
+
+class LayerCache:
+    """What one softmax attention layer keeps while decoding, its keys and values: (B, Hkv,
+    max_len, D) buffers allocated once and written by position, filled up to `length`."""
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
+        self.k = torch.zeros(batch, n_head, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0
+        self.memory_kv = None  # cross-attention: the encoder output's (k, v), computed once
+
+    @classmethod
+    def for_config(cls, cfg, batch: int, device, dtype):
+        """Sized for `cfg.block_size` positions of the Hkv key/value heads (grouped-query
+        attention shrinks the cache by H / Hkv)."""
+        return cls(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device, dtype)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows `rows` (B',) in that order (beam search follows its beams' parents)."""
+        self.k, self.v = self.k[rows], self.v[rows]
+        if self.memory_kv is not None:
+            self.memory_kv = tuple(t[rows] for t in self.memory_kv)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Store the new (B, Hkv, T, D) keys/values; return all so far, (B, Hkv, S, D) each."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.k.size(2):
+            raise ValueError(f"KV cache holds {self.k.size(2)} positions; {end} were asked for")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]

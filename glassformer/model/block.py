@@ -7,9 +7,8 @@ post-norm (original):    x = norm(x + drop(sublayer(x)))
 
 from torch import nn
 
-from glassformer.model.attention import SelfAttention
+from glassformer.model.attention_kinds import ATTENTION
 from glassformer.model.cross_attention import CrossAttention
-from glassformer.model.linear_attention import LinearAttention
 from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
 from glassformer.model.norm import make_norm
@@ -19,7 +18,7 @@ class Block(nn.Module):
     def __init__(self, cfg, causal: bool = True, cross: bool = False):
         super().__init__()
         self.norm1 = make_norm(cfg)
-        self.attn = (LinearAttention if cfg.attention == "linear" else SelfAttention)(cfg, causal)
+        self.attn = ATTENTION[cfg.attention].layer(cfg, causal)  # softmax or linear
         self.norm_cross = make_norm(cfg) if cross else None
         self.cross = CrossAttention(cfg) if cross else None
         self.norm2 = make_norm(cfg)

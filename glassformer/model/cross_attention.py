@@ -14,12 +14,13 @@ from glassformer.model.attention import Projections, attend_math
 
 
 class CrossAttention(Projections):
-    """`weights` is an identity module the math path sends its (B, H, T, S) attention weights
-    through, as in SelfAttention, so a hook captures them."""
+    """`kernel` ("sdpa" or "math") picks how it is computed, as in SelfAttention; `weights` is an
+    identity module the math kernel sends its (B, H, T, S) attention weights through, so a hook
+    captures them."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.impl = "math" if cfg.attention == "math" else "sdpa"
+        self.kernel = cfg.kernel
         self.dropout = cfg.dropout
         self.weights = nn.Identity()
 
@@ -50,7 +51,7 @@ class CrossAttention(Projections):
                 cache.memory_kv = (k, v)
         q = self.queries(x)  # (B, H, T, D)
         p = self.dropout if self.training else 0.0
-        if self.impl == "sdpa":
+        if self.kernel == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=memory_pad, dropout_p=p,
                                                enable_gqa=self.n_kv_head != self.n_head,
                                                scale=self.scale)

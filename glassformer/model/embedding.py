@@ -5,13 +5,11 @@ With fixed sinusoids (values of size ~1) the token vectors are scaled by sqrt(C)
 "Attention Is All You Need" (section 3.4); otherwise N(0, 0.02) tokens would drown in them.
 """
 
-import math
-
 import torch
 from torch import nn
 
 from glassformer.model.norm import make_norm
-from glassformer.model.position import make_positions
+from glassformer.model.position import make_positions, token_scale
 
 
 class Embeddings(nn.Module):
@@ -21,7 +19,7 @@ class Embeddings(nn.Module):
         self.positions = make_positions(cfg)
         self.types = nn.Embedding(cfg.type_vocab_size, cfg.n_embd) if cfg.type_vocab_size else None
         self.norm = make_norm(cfg) if cfg.embed_norm else None
-        self.scale = math.sqrt(cfg.n_embd) if cfg.position == "sinusoidal" else 1.0
+        self.scale = token_scale(cfg)  # sqrt(C) beside fixed sinusoids, else 1
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor,

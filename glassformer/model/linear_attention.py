@@ -9,7 +9,7 @@ then never need to be formed, because the sum over keys can be taken first:
                                                 z_t = sum_j phi(k_j) (D,)
 
 with j over every key (non-causal) or over j <= t (causal). Causal S_t and z_t are running sums:
-a cumsum over T in training, and in decoding a fixed-size state (kv_cache.LinearState) that each
+a cumsum over T in training, and in decoding a fixed-size state (LinearState, below) that each
 new token adds to, so a token costs the same however long the context: the layer is an RNN.
 
 Positions: learned, sinusoidal or none work unchanged. RoPE follows RoFormer (Su et al. 2021,
@@ -19,6 +19,7 @@ positions, while the denominator stays positive. ALiBi, T5 biases and sliding wi
 (there are no attention weights to drop).
 """
 
+import torch
 import torch.nn.functional as F
 
 from glassformer.model.attention import Projections
@@ -70,3 +71,25 @@ class LinearAttention(Projections):
             z = z + cache.z[:, :, None]
             cache.update(S[:, :, -1], z[:, :, -1], k.size(2))
         return S, z
+
+
+class LinearState:
+    """One linear-attention layer's decoding state, the running sums over the `length` positions
+    so far: S = sum_j phi(k_j) v_j^T (B, H, D, D) and z = sum_j phi(k_j) (B, H, D). Their size
+    does not grow with the context, so each new token costs the same. (Softmax attention keeps
+    every key and value instead: attention.LayerCache.)"""
+
+    def __init__(self, batch: int, n_head: int, head_dim: int, device, dtype):
+        self.S = torch.zeros(batch, n_head, head_dim, head_dim, device=device, dtype=dtype)
+        self.z = torch.zeros(batch, n_head, head_dim, device=device, dtype=dtype)
+        self.length = 0
+
+    @classmethod
+    def for_config(cls, cfg, batch: int, device, dtype):
+        """Sums for all H query heads (each kv head's keys are repeated over its group)."""
+        return cls(batch, cfg.n_head, cfg.head_dim, device, dtype)
+
+    def update(self, S: torch.Tensor, z: torch.Tensor, n: int):
+        """Take the sums S (B, H, D, D) and z (B, H, D), which now cover n more positions."""
+        self.S, self.z = S, z
+        self.length += n

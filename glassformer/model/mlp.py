@@ -1,6 +1,7 @@
 """Position-wise feed-forward, hidden width F (cfg.hidden):
 
 relu, gelu      FFN(x) = W2 act(W1 x + b1) + b2  (gelu: exact; gelu_tanh: GPT-2's tanh approximation)
+relu2           FFN(x) = W2 relu(W1 x + b1)^2 + b2  (squared ReLU: Primer, So et al. 2021)
 swiglu, geglu   FFN(x) = W2 (act(W_gate x) * (W_up x)), act = SiLU or GELU (Shazeer, 2020)
 """
 
@@ -9,7 +10,16 @@ from functools import partial
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "gelu_tanh": partial(nn.GELU, approximate="tanh"),
+
+class ReLUSquared(nn.Module):
+    """relu(x)^2: 0 below zero, x^2 above (found by Primer's search; Nemotron, nanochat)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x).square()
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu2": ReLUSquared, "gelu": nn.GELU,
+               "gelu_tanh": partial(nn.GELU, approximate="tanh"),
                "swiglu": nn.SiLU, "geglu": nn.GELU}
 
 

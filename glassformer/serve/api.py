@@ -8,7 +8,7 @@
   POST /v1/attention      the attention weights of a text, per layer and head
 
 The model works in worker threads, one call at a time (a lock: an attention capture switches
-the model's attention path while it runs), so the event loop stays free for other requests. A
+the model's attention kernel while it runs), so the event loop stays free for other requests. A
 completion advances one piece of text per call, and stops when its client goes away.
 """
 

@@ -13,6 +13,7 @@ from glassformer.generate import filters
 from glassformer.generate.sampler import generate, stream
 from glassformer.model.gpt import GPT
 from glassformer.tokenizers.char import CharTokenizer, UnknownCharactersError
+from tests.helpers import KERNELS
 
 TEXT = "hello world, the quick brown fox jumps over the lazy dog.\nA cat naps. Zebras run!\n"
 BLOCK = 32
@@ -24,11 +25,11 @@ def tok():
     return CharTokenizer.from_text(TEXT)
 
 
-def make_model(tok, attention="sdpa"):
+def make_model(tok, kernel="sdpa"):
     """A tiny GPT whose weights (std 0.3) give well-separated logits, so float noise between
     the cached and the naive path cannot flip an argmax."""
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=BLOCK, n_layer=2, n_head=2, n_embd=32,
-                      attention=attention)
+                      kernel=kernel)
     torch.manual_seed(0)
     model = GPT(cfg)
     with torch.no_grad():
@@ -96,9 +97,9 @@ def test_greedy_is_deterministic(model, tok):
     assert generate(model, tok, ["hello"], dataclasses.replace(GREEDY, seed=5)) == first
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_cached_greedy_equals_naive_recompute(tok, attention):
-    model = make_model(tok, attention)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cached_greedy_equals_naive_recompute(tok, kernel):
+    model = make_model(tok, kernel)
     prompt = "quick"  # 5 tokens + 20 new: inside the 32-token window
     out = generate(model, tok, [prompt], GREEDY)
     assert out == [tok.decode(naive_greedy(model, tok.encode(prompt), 20))]

@@ -1,9 +1,11 @@
 """The memory estimate made before training against the peak measured in real training steps."""
 
+import typing
+
 import pytest
 
-from glassformer.config import preset
-from glassformer.inspect.memory import estimate, measure_peak
+from glassformer.config import Activation, ModelConfig, apply_overrides, preset
+from glassformer.inspect.memory import SAVED_FFN, estimate, measure_peak
 
 
 @pytest.mark.parametrize("name", ["tiny", "shakespeare-char"])
@@ -15,8 +17,9 @@ def test_estimate_is_within_25_percent_of_the_measured_peak(name):
     assert abs(predicted - measured) <= 0.25 * measured, (predicted, measured)
 
 
-def test_measured_activations_grow_with_the_batch_as_estimated():
-    cfg = preset("shakespeare-char")
+@pytest.mark.parametrize("activation", typing.get_args(Activation))
+def test_measured_activations_grow_with_the_batch_as_estimated(activation):
+    cfg = apply_overrides(preset("shakespeare-char"), {"model.activation": activation})
     block = 64
     grown = measure_peak(cfg, 8, block) - measure_peak(cfg, 4, block)
     per_4 = (estimate(cfg.model, 8, block)["parts"]["activations"]
@@ -31,3 +34,27 @@ def test_parts_follow_the_formulas():
     assert est["parts"]["weights"] == est["parts"]["gradients"] == 2 * n
     assert est["parts"]["AdamW state"] == 4 * n
     assert est["kv_cache_per_token"] == 2 * cfg.n_layer * cfg.kv_heads * cfg.head_dim * 2
+
+
+@pytest.mark.parametrize("activation", typing.get_args(Activation))
+def test_the_feed_forward_saves_what_saved_ffn_says(activation):
+    """Count the distinct (B, T, F) tensors autograd keeps from one feed-forward (views of one
+    tensor count once; the weights are not activations)."""
+    import torch
+
+    from glassformer.model.mlp import MLP
+
+    F = 64
+    mlp = MLP(ModelConfig(n_embd=16, n_head=2, activation=activation, ffn_hidden=F))
+    weights = {p.untyped_storage().data_ptr() for p in mlp.parameters()}
+    kept = set()
+
+    def pack(t):
+        storage = t.untyped_storage().data_ptr()
+        if t.shape[-1] == F and storage not in weights:
+            kept.add(storage)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mlp(torch.randn(3, 5, 16, requires_grad=True))
+    assert len(kept) == SAVED_FFN[activation]

@@ -1,14 +1,16 @@
 """Every figure is a real PNG of the size its layout promises, with something drawn on it."""
 
+import typing
+
 import matplotlib.image
 import numpy as np
 import pytest
 import torch
 
-from glassformer.config import apply_overrides, preset
+from glassformer.config import POSITION_ACTS_ON, Position, apply_overrides, preset
 from glassformer.inspect.plots import (DPI, attention_grid, loss_curves, next_token_chart,
                                        panel_inches)
-from glassformer.inspect.positions import SCHEMES, positions_figure
+from glassformer.inspect.positions import DRAW, SCHEMES, positions_figure
 from glassformer.model import build
 
 
@@ -50,3 +52,8 @@ def test_the_cli_lists_the_schemes_positions_draws():
     from glassformer.cli import inspect
 
     assert inspect.SCHEMES == SCHEMES
+
+
+def test_every_scheme_that_acts_somewhere_has_a_drawing():
+    acting = {s for s in typing.get_args(Position) if POSITION_ACTS_ON[s] != "nowhere"}
+    assert set(SCHEMES) == acting == set(DRAW)

@@ -142,9 +142,16 @@ def test_old_checkpoints_without_prefix_and_with_mask_buffers_load():
     ({"n_kv_head": 2}, "n_kv_head=2"),
     ({"activation": "swiglu"}, "activation='swiglu'"),
     ({"bias": False}, "bias=False"),
+    ({"attention": "linear"}, "attention='linear'"),
+    ({"activation": "relu2"}, "activation='relu2'"),
 ])
 def test_export_refuses_what_gpt2_cannot_be(fields, named):
     cfg = ModelConfig(vocab_size=V, block_size=16, n_layer=1, n_head=4, n_embd=32, **fields)
     assert any(named in p for p in gpt2.unsupported(cfg))
     with pytest.raises(GlassformerError, match="not a GPT-2: .*" + named.replace("(", r"\(")):
         gpt2.to_hf(cfg, {})
+
+
+def test_export_does_not_care_how_softmax_attention_is_computed():
+    cfg = ModelConfig(vocab_size=V, block_size=16, n_layer=1, n_head=4, n_embd=32, kernel="math")
+    assert gpt2.unsupported(cfg) == []

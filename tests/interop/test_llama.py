@@ -146,6 +146,8 @@ def test_missing_untied_head_is_named(tmp_path):
     ({"activation": "gelu"}, "activation='gelu'"),
     ({"qk_norm": True}, "qk_norm=True"),
     ({"window": 8}, "window=8"),
+    ({"attention": "linear"}, "attention='linear'"),
+    ({"activation": "relu2"}, "activation='relu2'"),
 ])
 def test_export_refuses_what_llama_cannot_be(fields, named):
     base = dict(position="rope", norm="rmsnorm", activation="swiglu", bias=False)

@@ -9,6 +9,7 @@ from glassformer.model.alibi import ALiBi, alibi_slopes
 from glassformer.model.attention import SelfAttention, attend_math
 from glassformer.model.gpt import GPT
 from glassformer.model.masks import causal_mask
+from tests.helpers import KERNELS
 
 
 @pytest.mark.parametrize("n_head,expected", [
@@ -59,10 +60,10 @@ def test_alibi_attention_weights_equal_bloom_convention():
     torch.testing.assert_close(out_ours, out_bloom, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_alibi_left_padding_does_not_change_real_logits(attention):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_alibi_left_padding_does_not_change_real_logits(kernel):
     cfg = ModelConfig(vocab_size=13, block_size=16, n_layer=2, n_head=4, n_embd=16,
-                      position="alibi", attention=attention)
+                      position="alibi", kernel=kernel)
     torch.manual_seed(0)
     model = GPT(cfg).eval()
     ids = torch.randint(13, (1, 6))
@@ -85,11 +86,11 @@ def test_sliding_window_mask_by_hand():
     assert torch.equal(causal_mask(5, 5, window=5), causal_mask(5, 5))
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_kv_head", [None, 1])
-def test_sliding_window_attention_equals_a_dense_hand_mask(attention, n_kv_head):
+def test_sliding_window_attention_equals_a_dense_hand_mask(kernel, n_kv_head):
     cfg = ModelConfig(vocab_size=13, block_size=16, n_layer=1, n_head=2, n_kv_head=n_kv_head,
-                      n_embd=16, window=3, attention=attention)
+                      n_embd=16, window=3, kernel=kernel)
     torch.manual_seed(0)
     attn = SelfAttention(cfg).eval()
     x = torch.randn(2, 9, 16)

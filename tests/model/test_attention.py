@@ -9,18 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from glassformer.config import ModelConfig
-from glassformer.model.attention import SelfAttention, attend_math
-from glassformer.model.kv_cache import LayerCache
+from glassformer.model.attention import LayerCache, SelfAttention, attend_math
 from glassformer.model.masks import causal_mask, combine, padding_mask
+from tests.helpers import KERNELS
 
 B, H, T, D = 2, 3, 5, 8
 C = H * D
 TOL = 1e-6
 
 
-def cfg(attention="sdpa", **kw):
+def cfg(kernel="sdpa", **kw):
     return ModelConfig(vocab_size=11, block_size=16, n_layer=1, n_head=H, n_embd=C,
-                       attention=attention, **kw)
+                       kernel=kernel, **kw)
 
 
 def left_padded_valid():
@@ -90,7 +90,7 @@ def test_qk_scale_replaces_one_over_sqrt_d():
     torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, scale=1.0), y)
     cfg = dict(n_embd=C, n_head=2, block_size=16, qk_scale=1.0)
     torch.manual_seed(3)
-    unscaled = SelfAttention(ModelConfig(**cfg, attention="math"))
+    unscaled = SelfAttention(ModelConfig(**cfg, kernel="math"))
     sdpa = SelfAttention(ModelConfig(**cfg))
     sdpa.load_state_dict(unscaled.state_dict())
     default = SelfAttention(ModelConfig(**cfg | {"qk_scale": None}))
@@ -141,11 +141,11 @@ def mha_from(attn: SelfAttention) -> nn.MultiheadAttention:
     return mha.eval()
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("case", ["causal", "padding", "causal+right_padding"])
-def test_self_attention_equals_torch_mha(impl, case):
+def test_self_attention_equals_torch_mha(kernel, case):
     math_attn, sdpa_attn = pair(causal=case != "padding")
-    attn = math_attn if impl == "math" else sdpa_attn
+    attn = math_attn if kernel == "math" else sdpa_attn
     mha = mha_from(attn)
     torch.manual_seed(4)
     x = torch.randn(B, T, C)
@@ -234,10 +234,10 @@ def per_head_reference(attn: SelfAttention, x, causal: bool, scramble: bool = Fa
     return F.linear(y, attn.proj.weight, attn.proj.bias)
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("causal", [True, False])
-def test_self_attention_equals_per_head_loop(impl, causal):
-    attn = pair(causal)[0 if impl == "math" else 1]
+def test_self_attention_equals_per_head_loop(kernel, causal):
+    attn = pair(causal)[0 if kernel == "math" else 1]
     torch.manual_seed(7)
     x = torch.randn(B, T, C)
     with torch.no_grad():
@@ -247,11 +247,11 @@ def test_self_attention_equals_per_head_loop(impl, causal):
         assert (attn(x) - wrong).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "math"])
-def test_head_h_only_writes_its_own_channel_block(impl):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_head_h_only_writes_its_own_channel_block(kernel):
     """With W_O = I, output channels h*D..(h+1)*D come from head h alone: silencing head 1's
     values zeroes exactly that block and leaves the others bit-for-bit unchanged."""
-    attn = pair(causal=True)[0 if impl == "math" else 1]
+    attn = pair(causal=True)[0 if kernel == "math" else 1]
     with torch.no_grad():
         attn.proj.weight.copy_(torch.eye(C))
         attn.proj.bias.zero_()

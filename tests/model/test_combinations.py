@@ -1,7 +1,8 @@
 """Every combination of the model's config words builds a working GPT.
 
 position (6) x norm (2) x norm_placement (2) x activation (4) x attention heads (MHA, GQA) x
-feed-forward (dense, mixture of 4 experts) = 384 tiny models, each checked for: the parts the
+feed-forward (dense, mixture of 4 experts) = 384 tiny models (the words are read from the
+config's Literals, so a new one joins the grid by itself), each checked for: the parts the
 words name, parameter count against the closed form, causality, KV-cache decoding against the
 full forward, SDPA against the math path, and a short training run that lowers the loss; QK-norm
 and sliding windows on a few more. A subset (every word at least once) trains longer and must
@@ -9,26 +10,31 @@ learn to use its context.
 """
 
 import itertools
+import typing
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from glassformer.config import ModelConfig
+from glassformer.config import (POSITION_ACTS_ON, Activation, ModelConfig, Norm, NormPlacement,
+                                Position)
 from glassformer.data.lm import get_batch
 from glassformer.inspect.params import closed_form_count
 from glassformer.model import count_parameters
 from glassformer.model.gpt import GPT
 from tests.helpers import lively_gpt
 from glassformer.tokenizers.char import CharTokenizer
+from glassformer.model.alibi import ALiBi
 from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
+from glassformer.model.relative_bias import RelativeBias
 
-POSITIONS = ["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
-NORMS = ["layernorm", "rmsnorm"]
-PLACEMENTS = ["pre", "post"]
-ACTIVATIONS = ["relu", "gelu", "swiglu", "geglu"]
+POSITIONS = typing.get_args(Position)
+NORMS = typing.get_args(Norm)
+PLACEMENTS = typing.get_args(NormPlacement)
+# gelu_tanh is gelu to ~1e-3, the same part (its own test is GPT-2 parity, tests/interop)
+ACTIVATIONS = [a for a in typing.get_args(Activation) if a != "gelu_tanh"]
 KV_HEADS = [None, 2]  # multi-head (4 kv heads), grouped-query (2 groups of 2 query heads)
 EXPERTS = [0, 4]
 BLOCK = 16
@@ -56,11 +62,13 @@ def check_parts(model: GPT, cfg: ModelConfig):
     block = model.blocks[0]
     assert isinstance(block.norm1, norm_type) and isinstance(block.norm2, norm_type)
     assert isinstance(model.norm, norm_type if cfg.norm_placement == "pre" else nn.Identity)
-    assert (model.embed.positions is None) == (cfg.position in ("rope", "alibi", "t5", "none"))
-    assert (block.attn.relative is None) == (cfg.position != "t5")
+    acts_on = POSITION_ACTS_ON[cfg.position]
+    assert (model.embed.positions is None) == (acts_on != "embeddings")
+    assert (block.attn.relative is None) == (acts_on != "scores")
+    assert isinstance(block.attn.relative, RelativeBias) == (cfg.position == "t5")
     assert isinstance(block.mlp, MoE if cfg.moe_experts else MLP)
-    assert (block.attn.rotary is None) == (cfg.position != "rope")
-    assert (block.attn.alibi is None) == (cfg.position != "alibi")
+    assert (block.attn.rotary is None) == (acts_on != "qk")
+    assert isinstance(block.attn.relative, ALiBi) == (cfg.position == "alibi")
     assert block.attn.window == cfg.window
     assert (block.attn.q_norm is None) == (not cfg.qk_norm)
     ffn = block.mlp.experts[0] if cfg.moe_experts else block.mlp
@@ -75,7 +83,7 @@ def check_behaviour(check_causal, check_cached_decoding):
     """A check of causality and KV-cache decoding for a model and for the same weights on the
     math path, which must give the same logits."""
     def check(model: GPT):
-        math_model = GPT(ModelConfig(**{**model.cfg.__dict__, "attention": "math"})).eval()
+        math_model = GPT(ModelConfig(**{**model.cfg.__dict__, "kernel": "math"})).eval()
         math_model.load_state_dict(model.state_dict())
         torch.manual_seed(1)
         ids = torch.randint(model.cfg.vocab_size, (2, BLOCK))

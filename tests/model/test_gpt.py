@@ -9,7 +9,7 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.model.gpt import GPT
-from tests.helpers import lively_gpt
+from tests.helpers import KERNELS, lively_gpt
 from glassformer.model.kv_cache import KVCache
 
 VOCAB = 23
@@ -25,8 +25,8 @@ def build(seed=0, **kw) -> GPT:
     return lively_gpt(tiny(**kw), seed)
 
 
-VARIANTS = [dict(attention=a, norm_placement=n, position=p) for a, n, p in
-            itertools.product(["sdpa", "math"], ["pre", "post"], ["learned", "sinusoidal"])]
+VARIANTS = [dict(kernel=a, norm_placement=n, position=p) for a, n, p in
+            itertools.product(KERNELS, ["pre", "post"], ["learned", "sinusoidal"])]
 
 
 def vid(v):
@@ -184,9 +184,9 @@ def test_weight_tying():
     assert "head.weight" in dict(untied.named_parameters())
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_dropout_train_vs_eval(attention):
-    model = build(dropout=0.2, attention=attention)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_dropout_train_vs_eval(kernel):
+    model = build(dropout=0.2, kernel=kernel)
     ids = torch.randint(VOCAB, (2, 10))
     model.eval()
     with torch.no_grad():

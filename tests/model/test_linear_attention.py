@@ -117,7 +117,7 @@ MODEL_IDS = ["learned-mha", "rope-mqa", "sinusoidal-post-qk_norm"]
 def test_same_parameters_as_softmax_attention(kw):
     model = build(**kw)
     assert count_parameters(model) == closed_form_count(model.cfg)
-    softmax = GPT(dataclasses.replace(model.cfg, attention="sdpa"))
+    softmax = GPT(dataclasses.replace(model.cfg, attention="softmax"))
     softmax.load_state_dict(model.state_dict())  # strict: the same names and shapes
 
 

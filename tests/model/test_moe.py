@@ -3,12 +3,13 @@ against Hugging Face Mixtral's, the GPT loss and gradients with experts, paramet
 causality, KV-cache decoding and a short training run."""
 
 import math
+import typing
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from glassformer.config import ModelConfig
+from glassformer.config import Activation, ModelConfig
 from glassformer.inspect.params import closed_form_count
 from glassformer.model import count_parameters
 from glassformer.model.gpt import GPT
@@ -17,7 +18,7 @@ from glassformer.model.mlp import MLP
 from glassformer.model.moe import MoE
 
 E, VOCAB, BLOCK = 4, 23, 16
-ACTIVATIONS = ["relu", "gelu", "swiglu", "geglu"]
+ACTIVATIONS = typing.get_args(Activation)
 TOL = dict(atol=1e-6, rtol=0)
 
 

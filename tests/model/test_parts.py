@@ -13,7 +13,7 @@ from glassformer.inspect.params import closed_form_count
 from glassformer.model import count_parameters
 from glassformer.model.embedding import Embeddings
 from glassformer.model.gpt import GPT
-from glassformer.model.mlp import MLP
+from glassformer.model.mlp import ACTIVATIONS, MLP
 from glassformer.model.norm import make_norm
 from glassformer.model.position import SinusoidalPositions, make_positions, sinusoidal_table
 
@@ -127,6 +127,28 @@ def test_mlp_equals_linear_chain(activation, bias):
         approx = F.linear(F.gelu(F.linear(x, mlp.fc.weight, mlp.fc.bias), approximate="tanh"),
                           mlp.proj.weight, mlp.proj.bias)
         assert not torch.allclose(mlp(x), approx, atol=1e-7, rtol=0)
+
+
+def test_relu2_is_transformers_relu_squared():
+    from transformers.activations import ACT2FN  # ReLUSquaredActivation (Primer)
+
+    x = torch.linspace(-3, 3, 61)
+    ours = ACTIVATIONS["relu2"]()
+    assert torch.equal(ours(x), ACT2FN["relu2"](x))
+    assert torch.equal(ours(x), torch.where(x > 0, x * x, torch.zeros_like(x)))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_relu2_mlp_equals_the_formula(bias):
+    """FFN(x) = W2 relu(W1 x + b1)^2 + b2, F = 4C as for the other ungated kinds."""
+    torch.manual_seed(1)
+    mlp = MLP(norm_cfg(activation="relu2", bias=bias))
+    assert mlp.up is None and mlp.fc.weight.shape == (32, 8)
+    x = torch.randn(2, 3, 8)
+    h = F.linear(x, mlp.fc.weight, mlp.fc.bias)
+    want = F.linear(F.relu(h) ** 2, mlp.proj.weight, mlp.proj.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(mlp(x), want, atol=1e-6, rtol=0)
 
 
 # --- parameter counts -----------------------------------------------------------------------------

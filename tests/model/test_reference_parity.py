@@ -12,13 +12,14 @@ import torch.nn.functional as F
 
 from glassformer.config import ModelConfig, SampleConfig
 from glassformer.generate.sampler import generate
-from glassformer.model.attention import SelfAttention
+from glassformer.model.attention import LayerCache, SelfAttention
 from glassformer.model.gpt import GPT
-from glassformer.model.kv_cache import KVCache, LayerCache
+from glassformer.model.kv_cache import KVCache
 from glassformer.model.mlp import MLP
 from glassformer.model.norm import make_norm
 from glassformer.model.rope import Rotary, rotate_half
 from glassformer.tokenizers.char import CharTokenizer
+from tests.helpers import KERNELS
 
 transformers = pytest.importorskip("transformers")
 from transformers.models.llama.modeling_llama import (  # noqa: E402
@@ -44,12 +45,12 @@ def hf_kwargs(n_kv_head: int) -> dict:
                 attn_implementation="eager")  # the plain softmax(QK^T) path
 
 
-def our_config(n_kv_head: int, attention="sdpa", qk_norm=False) -> ModelConfig:
+def our_config(n_kv_head: int, kernel="sdpa", qk_norm=False) -> ModelConfig:
     return ModelConfig(vocab_size=V, block_size=WINDOW, n_layer=LAYERS, n_head=H,
                        n_kv_head=n_kv_head, n_embd=C, ffn_hidden=FFN, bias=False,
                        position="rope", rope_base=10000.0, activation="swiglu", norm="rmsnorm",
                        norm_eps=1e-6, tie_weights=False, norm_placement="pre", qk_norm=qk_norm,
-                       attention=attention)
+                       kernel=kernel)
 
 
 @torch.no_grad()
@@ -122,11 +123,11 @@ def random_ids(B=2, T=20, seed=1):
 
 # --- 1. Llama logits --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_kv_head", KV_HEADS)
-def test_llama_logits_match(n_kv_head, attention):
+def test_llama_logits_match(n_kv_head, kernel):
     hf = hf_llama(n_kv_head)
-    ours = ours_from(hf, our_config(n_kv_head, attention))
+    ours = ours_from(hf, our_config(n_kv_head, kernel))
     ids = random_ids()
     with torch.no_grad():
         expected = hf(input_ids=ids, use_cache=False).logits
@@ -135,13 +136,13 @@ def test_llama_logits_match(n_kv_head, attention):
     torch.testing.assert_close(logits, expected, atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_kv_head", KV_HEADS)
-def test_llama_left_padded_logits_match(n_kv_head, attention):
+def test_llama_left_padded_logits_match(n_kv_head, kernel):
     """HF attention_mask + position_ids against our key_valid + positions: every real position
     of a left-padded batch has the same logits (pad positions are not compared)."""
     hf = hf_llama(n_kv_head)
-    ours = ours_from(hf, our_config(n_kv_head, attention))
+    ours = ours_from(hf, our_config(n_kv_head, kernel))
     ids = random_ids()
     valid = torch.ones_like(ids, dtype=torch.bool)
     valid[0, :6] = False  # row 0: six pads on the left; row 1: none
@@ -185,12 +186,12 @@ def test_greedy_generation_matches_hf_generate(n_kv_head):
 
 # --- 3. Qwen3: QK-norm ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_kv_head", KV_HEADS)
-def test_qwen3_qk_norm_logits_match(n_kv_head, attention):
+def test_qwen3_qk_norm_logits_match(n_kv_head, kernel):
     hf = hf_qwen3(n_kv_head)
     assert hf.model.layers[0].self_attn.q_norm.weight.shape == (D,)  # a norm over each head's D
-    ours = ours_from(hf, our_config(n_kv_head, attention, qk_norm=True))
+    ours = ours_from(hf, our_config(n_kv_head, kernel, qk_norm=True))
     ids = random_ids()
     with torch.no_grad():
         expected = hf(input_ids=ids, use_cache=False).logits
@@ -237,12 +238,12 @@ def test_make_norm_over_head_dim():
 
 # --- 5. GQA is MHA with repeated kv heads -----------------------------------------------------
 
-def gqa_pair(attention: str, position: str, qk_norm: bool):
+def gqa_pair(kernel: str, position: str, qk_norm: bool):
     """A SelfAttention with H=4 query heads and Hkv=2 kv heads, and an MHA (Hkv=4) whose K and V
     weight rows repeat each kv head j as heads 2j and 2j+1."""
     Hq, Hkv, Dh = 4, 2, 8
     base = dict(vocab_size=5, block_size=16, n_layer=1, n_head=Hq, n_embd=Hq * Dh, bias=True,
-                position=position, norm="rmsnorm", qk_norm=qk_norm, attention=attention)
+                position=position, norm="rmsnorm", qk_norm=qk_norm, kernel=kernel)
     torch.manual_seed(0)
     gqa = SelfAttention(ModelConfig(n_kv_head=Hkv, **base)).eval()
     mha = SelfAttention(ModelConfig(n_kv_head=Hq, **base)).eval()
@@ -271,10 +272,10 @@ def gqa_pair(attention: str, position: str, qk_norm: bool):
     return gqa, mha
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("position,qk_norm", [("none", False), ("rope", False), ("rope", True)])
-def test_gqa_equals_mha_with_repeated_kv_heads(attention, position, qk_norm):
-    gqa, mha = gqa_pair(attention, position, qk_norm)
+def test_gqa_equals_mha_with_repeated_kv_heads(kernel, position, qk_norm):
+    gqa, mha = gqa_pair(kernel, position, qk_norm)
     torch.manual_seed(1)
     x = torch.randn(2, 12, 32)
     with torch.no_grad():
@@ -289,7 +290,7 @@ def test_gqa_equals_mha_with_repeated_kv_heads(attention, position, qk_norm):
             outputs[name] = torch.cat(parts, dim=1)
     torch.testing.assert_close(outputs["gqa"], full, atol=1e-5, rtol=0)
     torch.testing.assert_close(outputs["mha"], full, atol=1e-5, rtol=0)
-    other = gqa_pair(attention, position, qk_norm)[0]  # the grouping is what makes them agree:
+    other = gqa_pair(kernel, position, qk_norm)[0]  # the grouping is what makes them agree:
     with torch.no_grad():  # kv heads in the wrong order give different outputs
         other.qkv.weight[32:40], other.qkv.weight[40:48] = (other.qkv.weight[40:48].clone(),
                                                             other.qkv.weight[32:40].clone())

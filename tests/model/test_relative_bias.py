@@ -16,6 +16,7 @@ from glassformer.model.attention import SelfAttention, attend_math
 from glassformer.model.gpt import GPT
 from glassformer.model.masks import causal_mask
 from glassformer.model.relative_bias import RelativeBias, relative_buckets
+from tests.helpers import KERNELS
 
 SIZES = [(32, 128), (16, 64), (8, 20), (10, 11)]  # (num_buckets, max_distance)
 
@@ -69,12 +70,12 @@ def test_bias_equals_t5_compute_bias(causal, num_buckets, max_distance, T, S):
         torch.testing.assert_close(ours(T, S), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("causal", [True, False], ids=["decoder", "encoder"])
-def test_attention_adds_t5_bias_to_the_scores(attention, causal):
+def test_attention_adds_t5_bias_to_the_scores(kernel, causal):
     """SelfAttention equals softmax(QK^T/sqrt(D) + HF's bias, masked when causal) V by hand."""
     cfg = ModelConfig(n_head=2, n_embd=16, position="t5", rel_buckets=8, rel_max_distance=6,
-                      attention=attention)
+                      kernel=kernel)
     torch.manual_seed(0)
     attn = SelfAttention(cfg, causal=causal).eval()
     assert attn.relative.bidirectional == (not causal)
@@ -128,7 +129,7 @@ def test_gpt_t5_counts_its_tables_once_per_layer(n_kv_head, norm_placement):
 def test_gpt_t5_causal_cached_and_sdpa_equals_math(n_kv_head, check_causal,
                                                    check_cached_decoding):
     model = build(n_kv_head=n_kv_head)
-    math_model = build(n_kv_head=n_kv_head, attention="math")
+    math_model = build(n_kv_head=n_kv_head, kernel="math")
     math_model.load_state_dict(model.state_dict())
     torch.manual_seed(1)
     ids = torch.randint(VOCAB, (2, 24))  # past rel_max_distance = 12: the last bucket is used
@@ -144,9 +145,9 @@ def test_gpt_t5_causal_cached_and_sdpa_equals_math(n_kv_head, check_causal,
         assert (model(ids)[0] - full).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_gpt_t5_left_padding_does_not_change_real_logits(attention):
-    model = build(attention=attention)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gpt_t5_left_padding_does_not_change_real_logits(kernel):
+    model = build(kernel=kernel)
     ids = torch.randint(VOCAB, (1, 9), generator=torch.Generator().manual_seed(1))
     padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], dim=1)  # 4 pads on the left
     valid = torch.tensor([[False] * 4 + [True] * 9])
