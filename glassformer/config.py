@@ -1,5 +1,6 @@
 """Typed configuration: model, training and sampling settings, named presets, JSON I/O and
-dotted command-line overrides (`--model.n_layer=4`).
+dotted command-line overrides (`--model.n_layer=4`). How a field's value is checked, read from
+JSON or parsed from a string is generic and lives in typed.py.
 
 This module does not import torch, so that `glassformer --help` answers at once.
 """
@@ -7,15 +8,14 @@ This module does not import torch, so that `glassformer --help` answers at once.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from glassformer.errors import ConfigError
+from glassformer.typed import check_types, from_dict, parse_value, reject_unknown, require
 
 Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
 # Where each position scheme acts: vectors added to the token embeddings, a rotation of the
@@ -125,54 +125,54 @@ class ModelConfig:
             raise ConfigError(f"ModelConfig.attention={self.attention!r} is now "
                               f"kernel={self.attention!r} (--model.kernel={self.attention}); "
                               "attention names the algorithm: 'softmax' or 'linear'")
-        _check_types(self)
+        check_types(self)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _require(self, name, getattr(self, name) > 0, "must be a positive integer")
-        _require(self, "n_kv_head", self.n_kv_head is None or
+            require(self, name, getattr(self, name) > 0, "must be a positive integer")
+        require(self, "n_kv_head", self.n_kv_head is None or
                  (self.n_kv_head > 0 and self.n_head % self.n_kv_head == 0),
                  f"must divide n_head ({self.n_head}): 1 for multi-query, or None")
-        _require(self, "ffn_hidden", self.ffn_hidden is None or self.ffn_hidden > 0,
+        require(self, "ffn_hidden", self.ffn_hidden is None or self.ffn_hidden > 0,
                  "must be a positive integer (or None for the default)")
-        _require(self, "rope_base", self.rope_base > 0, "must be positive")
-        _require(self, "window", self.window is None or self.window > 0,
+        require(self, "rope_base", self.rope_base > 0, "must be positive")
+        require(self, "window", self.window is None or self.window > 0,
                  "must be a positive integer (or None for the whole context)")
         # T5 splits the buckets by direction, then into exact and logarithmic halves.
-        _require(self, "rel_buckets", self.rel_buckets >= 4, "must be at least 4")
-        _require(self, "rel_max_distance", self.rel_max_distance > self.rel_buckets // 2,
+        require(self, "rel_buckets", self.rel_buckets >= 4, "must be at least 4")
+        require(self, "rel_max_distance", self.rel_max_distance > self.rel_buckets // 2,
                  f"must be larger than rel_buckets // 2 ({self.rel_buckets // 2}), where the "
                  "exact buckets end")
-        _require(self, "moe_experts", self.moe_experts >= 0, "must be >= 0 (0: dense)")
-        _require(self, "moe_top_k", self.moe_top_k >= 1 and
+        require(self, "moe_experts", self.moe_experts >= 0, "must be >= 0 (0: dense)")
+        require(self, "moe_top_k", self.moe_top_k >= 1 and
                  (self.moe_experts == 0 or self.moe_top_k <= self.moe_experts),
                  f"must be in [1, moe_experts={self.moe_experts}]")
-        _require(self, "moe_aux_weight", self.moe_aux_weight >= 0, "must be >= 0")
-        _require(self, "qk_scale", self.qk_scale is None or self.qk_scale > 0,
+        require(self, "moe_aux_weight", self.moe_aux_weight >= 0, "must be >= 0")
+        require(self, "qk_scale", self.qk_scale is None or self.qk_scale > 0,
                  "must be positive (or None for 1/sqrt(head_dim))")
-        _require(self, "type_vocab_size", self.type_vocab_size >= 0, "must be >= 0 (0: none)")
-        _require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
-        _require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
+        require(self, "type_vocab_size", self.type_vocab_size >= 0, "must be >= 0 (0: none)")
+        require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
+        require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
                  "a classifier head needs family='bert'")
-        _require(self, "attention", self.family == "gpt" or self.attention == "softmax",
+        require(self, "attention", self.family == "gpt" or self.attention == "softmax",
                  f"{self.attention!r} is for the causal gpt family; use 'softmax'")
-        _require(self, "n_embd", self.n_embd % self.n_head == 0,
+        require(self, "n_embd", self.n_embd % self.n_head == 0,
                  f"must be divisible by n_head ({self.n_head}); "
                  f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
-        _require(self, "dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
-        _require(self, "norm_eps", self.norm_eps > 0, "must be positive")
+        require(self, "dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
+        require(self, "norm_eps", self.norm_eps > 0, "must be positive")
         acts_on = POSITION_ACTS_ON[self.position]
-        _require(self, "position", acts_on != "qk" or self.head_dim % 2 == 0,
+        require(self, "position", acts_on != "qk" or self.head_dim % 2 == 0,
                  f"{self.position!r} rotates pairs of channels, so the head dim n_embd/n_head "
                  f"({self.head_dim}) must be even")
         # An algorithm that never forms the (T, S) scores (linear attention) has nothing for
         # these to act on.
         scores, algorithm = FORMS_SCORES[self.attention], f"attention={self.attention!r}"
         unbiased = [name for name, where in POSITION_ACTS_ON.items() if where != "scores"]
-        _require(self, "position", scores or acts_on != "scores",
+        require(self, "position", scores or acts_on != "scores",
                  f"must be {' or '.join(map(repr, unbiased))} with {algorithm} "
                  f"({self.position!r} biases the scores, which it never forms)")
-        _require(self, "window", scores or self.window is None,
+        require(self, "window", scores or self.window is None,
                  f"must be None with {algorithm} (it forms no scores to mask)")
-        _require(self, "qk_scale", scores or self.qk_scale is None,
+        require(self, "qk_scale", scores or self.qk_scale is None,
                  f"must be None with {algorithm} (it forms no scores to scale)")
 
     @property
@@ -280,25 +280,25 @@ class TrainConfig:
     (attention output), fc, up, proj (feed-forward)."""
 
     def __post_init__(self):
-        _check_types(self)
+        check_types(self)
         for name in ("batch_size", "grad_accum", "max_steps", "eval_batches", "log_every"):
-            _require(self, name, getattr(self, name) > 0, "must be a positive integer")
+            require(self, name, getattr(self, name) > 0, "must be a positive integer")
         for name in ("warmup_steps", "save_every", "eval_every", "sample_tokens"):
-            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
-        _require(self, "lr", self.lr > 0, "must be positive")
-        _require(self, "bpe_vocab_size", self.bpe_vocab_size >= 256,
+            require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        require(self, "lr", self.lr > 0, "must be positive")
+        require(self, "bpe_vocab_size", self.bpe_vocab_size >= 256,
                  "must be >= 256 (the byte tokens alone)")
-        _require(self, "min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, lr={self.lr}]")
-        _require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
-        _require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
-        _require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
+        require(self, "min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, lr={self.lr}]")
+        require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
+        require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):
-            _require(self, name, 0 <= getattr(self, name) < 1, "must be in [0, 1)")
-        _require(self, "label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)")
-        _require(self, "lora_rank", self.lora_rank >= 0, "must be >= 0 (0: no adapters)")
-        _require(self, "lora_alpha", self.lora_alpha > 0, "must be positive")
-        _require(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
-        _require(self, "lora_targets", bool(self.lora_targets) and
+            require(self, name, 0 <= getattr(self, name) < 1, "must be in [0, 1)")
+        require(self, "label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)")
+        require(self, "lora_rank", self.lora_rank >= 0, "must be >= 0 (0: no adapters)")
+        require(self, "lora_alpha", self.lora_alpha > 0, "must be positive")
+        require(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
+        require(self, "lora_targets", bool(self.lora_targets) and
                  set(self.lora_targets) <= set(LORA_TARGETS),
                  f"must be some of {', '.join(LORA_TARGETS)}")
 
@@ -323,16 +323,16 @@ class SampleConfig:
     """Seed for sampling (None: a fresh random seed)."""
 
     def __post_init__(self):
-        _check_types(self)
-        _require(self, "max_new_tokens", self.max_new_tokens >= 0, "must be >= 0")
-        _require(self, "temperature", self.temperature >= 0,
+        check_types(self)
+        require(self, "max_new_tokens", self.max_new_tokens >= 0, "must be >= 0")
+        require(self, "temperature", self.temperature >= 0,
                  "must be >= 0 (0 means greedy decoding)")
-        _require(self, "top_k", self.top_k is None or self.top_k >= 1,
+        require(self, "top_k", self.top_k is None or self.top_k >= 1,
                  "must be >= 1 (or None to keep every token)")
-        _require(self, "top_p", 0 < self.top_p <= 1, "must be in (0, 1]")
-        _require(self, "repetition_penalty", self.repetition_penalty > 0,
+        require(self, "top_p", 0 < self.top_p <= 1, "must be in (0, 1]")
+        require(self, "repetition_penalty", self.repetition_penalty > 0,
                  "must be positive (1 disables it)")
-        _require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
+        require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
 
 
 @dataclass(frozen=True)
@@ -356,7 +356,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
-        _reject_unknown(cls, data, "config")
+        reject_unknown(cls, data, "config")
         return cls(model=from_dict(ModelConfig, upgrade_model(data.get("model", {}))),
                    train=from_dict(TrainConfig, data.get("train", {})))
 
@@ -468,17 +468,6 @@ def upgrade_model(model: dict) -> dict:
     return model
 
 
-def from_dict(cls, data: dict):
-    """Build dataclass `cls` from a dict, rejecting unknown keys with a suggestion."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
-    _reject_unknown(cls, data, cls.__name__)
-    hints = typing.get_type_hints(cls)
-    values = {k: tuple(v) if _is_tuple(hints[k]) and isinstance(v, list) else v
-              for k, v in data.items()}
-    return cls(**values)
-
-
 def apply_overrides(run: RunConfig, overrides: dict[str, str]) -> RunConfig:
     """Apply dotted command-line overrides such as {"model.n_layer": "4", "train.lr": "3e-4"}.
 
@@ -493,85 +482,7 @@ def apply_overrides(run: RunConfig, overrides: dict[str, str]) -> RunConfig:
             raise ConfigError(f"unknown option --{key}; options look like --model.FIELD=VALUE "
                               f"or --train.FIELD=VALUE")
         cls = type(sections[section])
-        _reject_unknown(cls, {name: raw}, f"--{section} options")
+        reject_unknown(cls, {name: raw}, f"--{section} options")
         changes[section][name] = parse_value(typing.get_type_hints(cls)[name], raw,
                                              f"{section}.{name}")
     return RunConfig(**{k: dataclasses.replace(cfg, **changes[k]) for k, cfg in sections.items()})
-
-
-def parse_value(tp, raw: str, name: str):
-    """Parse a command-line string into a value of type `tp` (int, float, bool, str,
-    a Literal, an optional one, or a tuple of strings)."""
-    args = typing.get_args(tp)
-    if _is_optional(tp):
-        if raw.lower() in ("none", "null"):
-            return None
-        tp = next(a for a in args if a is not type(None))
-    if _is_tuple(tp):
-        return tuple(raw.split(",")) if raw else ()
-    if tp is bool:
-        if raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"{name} must be true or false, got {raw!r}")
-    if tp in (int, float):
-        try:
-            return tp(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be {'an integer' if tp is int else 'a number'}, "
-                              f"got {raw!r}") from None
-    return raw  # str and Literal: checked by the dataclass
-
-
-def field_names(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _reject_unknown(cls, data: dict, where: str) -> None:
-    known = field_names(cls)
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-            raise ConfigError(f"unknown option {key!r} in {where}{hint}")
-
-
-def _require(cfg, name: str, ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{type(cfg).__name__}.{name} {message}, got {getattr(cfg, name)!r}")
-
-
-def _check_types(cfg) -> None:
-    """Check every field against its annotation, naming the field on a mismatch."""
-    for name, tp in typing.get_type_hints(type(cfg)).items():
-        value = getattr(cfg, name)
-        if not _matches(tp, value):
-            expected = " or ".join(repr(a) for a in typing.get_args(tp)) \
-                if typing.get_origin(tp) is Literal else getattr(tp, "__name__", str(tp))
-            raise ConfigError(f"{type(cfg).__name__}.{name} must be {expected}, got {value!r}")
-
-
-def _matches(tp, value) -> bool:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if _is_optional(tp):
-        return value is None or any(_matches(a, value) for a in typing.get_args(tp)
-                                    if a is not type(None))
-    if _is_tuple(tp):
-        return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _is_optional(tp) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType) and \
-        type(None) in typing.get_args(tp)
-
-
-def _is_tuple(tp) -> bool:
-    return typing.get_origin(tp) is tuple

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from glassformer import config as C
+from glassformer.typed import field_names
 from glassformer.cli.options import load_run_for, with_flags
 
 
@@ -20,8 +21,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a GPT (default: Shakespeare, character level)",
                        epilog="Any config field can be set with a dotted key, e.g. "
                               "--model.n_layer=4 --train.lr=3e-4. Model fields: "
-                              + ", ".join(C.field_names(C.ModelConfig)) + ". Train fields: "
-                              + ", ".join(C.field_names(C.TrainConfig)) + ".")
+                              + ", ".join(field_names(C.ModelConfig)) + ". Train fields: "
+                              + ", ".join(field_names(C.TrainConfig)) + ".")
     p.add_argument("--preset", default="shakespeare-char",
                    help=f"starting config: {', '.join(C.PRESETS)} (default: shakespeare-char)")
     p.add_argument("--text", help="UTF-8 text file to train on (default: Shakespeare's works)")
