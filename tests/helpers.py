@@ -4,7 +4,8 @@ import typing
 
 import torch
 
-from glassformer.config import Kernel
+from glassformer.config import Kernel, ModelConfig
+from glassformer.model import build
 from glassformer.model.gpt import GPT
 
 KERNELS = typing.get_args(Kernel)  # the ways softmax attention is computed: the same numbers
@@ -31,3 +32,15 @@ def lively_gpt(cfg, seed: int = 0) -> GPT:
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     return model
+
+
+V = 24
+"""The vocabulary of tiny_model's models."""
+
+
+def tiny_model(family: str, **fields):
+    """A seeded model of `family` (2 layers, 2 heads, width 32, block 16, V tokens) in eval mode."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(family=family, vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32,
+                      **fields)
+    return build(cfg).eval()
