@@ -58,7 +58,8 @@ class ModelConfig:
     n_head: int = 6
     """Attention heads per block; n_embd must be divisible by it."""
     n_kv_head: int | None = None
-    """Key/value heads: None = n_head (multi-head), 1 = multi-query, else grouped-query (GQA)."""
+    """Key/value heads: None = n_head (multi-head), 1 = multi-query, else grouped-query (GQA).
+    The code reads the resolved count, `kv_heads` (Hkv)."""
     n_embd: int = 384
     """Model width C (the residual stream)."""
     dropout: float = 0.0
@@ -81,7 +82,8 @@ class ModelConfig:
     tanh-approximated GELU, or the gated SwiGLU and GeGLU."""
     ffn_hidden: int | None = None
     """Feed-forward hidden width; None: 4 * n_embd, or for the gated ones 2/3 of that (rounded
-    up to a multiple of 8), which keeps the parameter count about the same."""
+    up to a multiple of 8), which keeps the parameter count about the same. The code reads the
+    resolved width, `hidden` (F)."""
     norm: Norm = "layernorm"
     """LayerNorm (centre and scale) or RMSNorm (scale only)."""
     norm_placement: NormPlacement = "pre"
@@ -182,7 +184,9 @@ class ModelConfig:
 
     @property
     def kv_heads(self) -> int:
-        """Hkv: heads of keys and values."""
+        """Hkv, the heads of keys and values: n_kv_head with None resolved (the one name the
+        modules use; a setting and its value stay two fields so that overriding n_head keeps a
+        multi-head model multi-head)."""
         return self.n_kv_head or self.n_head
 
     @property
@@ -192,7 +196,8 @@ class ModelConfig:
 
     @property
     def hidden(self) -> int:
-        """The feed-forward hidden width."""
+        """F, the feed-forward hidden width: ffn_hidden with None resolved (the one name the
+        modules use)."""
         if self.ffn_hidden is not None:
             return self.ffn_hidden
         if not self.gated:

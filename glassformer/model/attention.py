@@ -49,8 +49,8 @@ class Projections(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
-        kv_width = self.n_kv_head * self.head_dim
+        self.n_head, self.kv_heads, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        kv_width = self.kv_heads * self.head_dim
         self.qkv = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * kv_width, bias=cfg.bias)  # [W_Q; W_K; W_V]
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)  # W_O
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None  # over each head's D
@@ -61,7 +61,7 @@ class Projections(nn.Module):
     def split_heads(self, x):
         """x (B, T, C) -> q (B, H, T, D), k and v (B, Hkv, T, D), QK-normed if configured."""
         B, T, C = x.shape
-        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        H, Hkv, D = self.n_head, self.kv_heads, self.head_dim
         q, k, v = self.qkv(x).split([C, Hkv * D, Hkv * D], dim=2)  # (B, T, C), 2 x (B, T, Hkv*D)
         q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
@@ -117,7 +117,7 @@ class SelfAttention(Projections):
     def _attend(self, q, k, v, pad):
         T, S = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
-        gqa = self.n_kv_head != self.n_head
+        gqa = self.kv_heads != self.n_head
         plain = pad is None and self.relative is None and self.window is None
         if self.kernel == "sdpa" and plain and (T == S or T == 1):
             # The common cases need no mask tensor: training (causal, T == S) and
@@ -141,8 +141,8 @@ class LayerCache:
     """What one softmax attention layer keeps while decoding, its keys and values: (B, Hkv,
     max_len, D) buffers allocated once and written by position, filled up to `length`."""
 
-    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, device, dtype):
-        self.k = torch.zeros(batch, n_head, max_len, head_dim, device=device, dtype=dtype)
+    def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, device, dtype):
+        self.k = torch.zeros(batch, kv_heads, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.length = 0
         self.memory_kv = None  # cross-attention: the encoder output's (k, v), computed once

@@ -35,7 +35,7 @@ class CrossAttention(Projections):
         """memory (B, S, C) -> k, v (B, Hkv, S, D) each."""
         B, S, C = memory.shape
         w, b = self.qkv.weight[C:], self.qkv.bias[C:] if self.qkv.bias is not None else None
-        k, v = F.linear(memory, w, b).view(B, S, 2, self.n_kv_head, self.head_dim).unbind(2)
+        k, v = F.linear(memory, w, b).view(B, S, 2, self.kv_heads, self.head_dim).unbind(2)
         k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, Hkv, S, D) each
         return (self.k_norm(k) if self.k_norm is not None else k), v
 
@@ -53,7 +53,7 @@ class CrossAttention(Projections):
         p = self.dropout if self.training else 0.0
         if self.kernel == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=memory_pad, dropout_p=p,
-                                               enable_gqa=self.n_kv_head != self.n_head,
+                                               enable_gqa=self.kv_heads != self.n_head,
                                                scale=self.scale)
         else:
             y, weights = attend_math(q, k, v, memory_pad, p, self.scale)

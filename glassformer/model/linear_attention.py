@@ -45,8 +45,8 @@ class LinearAttention(Projections):
         positions (T,) or (B, T) for RoPE, by default the T positions after the cached ones."""
         T, H = x.size(1), self.n_head
         q, k, v = self.split_heads(x)  # (B, H, T, D), (B, Hkv, T, D) x 2
-        k = k.repeat_interleave(H // self.n_kv_head, dim=1)  # (B, H, T, D): kv head j serves group j
-        v = v.repeat_interleave(H // self.n_kv_head, dim=1)  # (B, H, T, D)
+        k = k.repeat_interleave(H // self.kv_heads, dim=1)  # (B, H, T, D): kv head j serves group j
+        v = v.repeat_interleave(H // self.kv_heads, dim=1)  # (B, H, T, D)
         q, k = feature_map(q), feature_map(k)  # (B, H, T, D), every entry > 0
         if pad is not None:  # the new keys' columns, (B, 1, T, 1): a pad adds nothing to the sums
             k = k.masked_fill(~pad[..., -T:].transpose(2, 3), 0.0)

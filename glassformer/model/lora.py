@@ -96,7 +96,7 @@ def add_adapters(model, rank: int, alpha: float, dropout: float, targets) -> Non
     model.requires_grad_(False)
     for block in [m for m in model.modules() if isinstance(m, Block)]:
         attn = block.attn
-        C, kv = attn.n_head * attn.head_dim, attn.n_kv_head * attn.head_dim
+        C, kv = attn.n_head * attn.head_dim, attn.kv_heads * attn.head_dim
         qkv_rows = {"q": (0, C), "k": (C, C + kv), "v": (C + kv, C + 2 * kv)}  # [W_Q; W_K; W_V]
         chosen = {name: rows for name, rows in qkv_rows.items() if name in targets}
         if chosen:

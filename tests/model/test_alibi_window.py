@@ -96,10 +96,10 @@ def test_sliding_window_attention_equals_a_dense_hand_mask(kernel, n_kv_head):
     x = torch.randn(2, 9, 16)
     i, j = torch.arange(9)[:, None], torch.arange(9)[None, :]
     hand = (j <= i) & (i - j < 3)  # (T, S): the key is not in the future and at most 2 back
-    q, k, v = attn.qkv(x).split([16, attn.n_kv_head * 8, attn.n_kv_head * 8], dim=2)
+    q, k, v = attn.qkv(x).split([16, attn.kv_heads * 8, attn.kv_heads * 8], dim=2)
     q = q.view(2, 9, 2, 8).transpose(1, 2)
-    k = k.view(2, 9, attn.n_kv_head, 8).transpose(1, 2)
-    v = v.view(2, 9, attn.n_kv_head, 8).transpose(1, 2)
+    k = k.view(2, 9, attn.kv_heads, 8).transpose(1, 2)
+    v = v.view(2, 9, attn.kv_heads, 8).transpose(1, 2)
     y, weights = attend_math(q, k, v, hand)
     expected = attn.proj(y.transpose(1, 2).reshape(2, 9, 16))
     torch.testing.assert_close(attn(x), expected, atol=1e-6, rtol=0)

@@ -60,10 +60,10 @@ def test_gqa_equals_mha_with_repeated_kv_heads(kernel, position, qk_norm):
         torch.testing.assert_close(full, mha(x), atol=1e-5, rtol=0)
         outputs = {}
         for name, attn in (("gqa", gqa), ("mha", mha)):
-            cache = LayerCache(2, attn.n_kv_head, 16, 8, None, torch.float32)
+            cache = LayerCache(2, attn.kv_heads, 16, 8, None, torch.float32)
             parts = [attn(x[:, :5], cache=cache)]
             parts += [attn(x[:, t:t + 1], cache=cache) for t in range(5, 12)]
-            assert cache.k.shape == (2, attn.n_kv_head, 16, 8)
+            assert cache.k.shape == (2, attn.kv_heads, 16, 8)
             outputs[name] = torch.cat(parts, dim=1)
     torch.testing.assert_close(outputs["gqa"], full, atol=1e-5, rtol=0)
     torch.testing.assert_close(outputs["mha"], full, atol=1e-5, rtol=0)

@@ -43,7 +43,7 @@ def quadratic(attn, x, positions, valid=None):
     """LinearAttention written out with its (T, T) weights: phi(q) phi(k)^T, masked (causally,
     and pad keys), each row divided by its sum, @ v. With RoPE the numerator's features are
     rotated (RoFormer), the row sums' not."""
-    n, kv = attn.n_head, attn.n_kv_head
+    n, kv = attn.n_head, attn.kv_heads
     q, k, v = attn.qkv(x).split([C, kv * D, kv * D], dim=2)
     q = q.view(B, T, n, D).transpose(1, 2)  # (B, H, T, D)
     k = k.view(B, T, kv, D).transpose(1, 2).repeat_interleave(n // kv, dim=1)  # (B, H, T, D)
