@@ -44,3 +44,12 @@ def tiny_model(family: str, **fields):
     cfg = ModelConfig(family=family, vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32,
                       **fields)
     return build(cfg).eval()
+
+
+def one_error_line(capsys) -> str:
+    """The CLI's error output: exactly one `error: ...` line and no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from glassformer.cli import main
+from tests.helpers import one_error_line
 
 TINY = ["--preset", "tiny", "--train.device=cpu"]
 
@@ -19,14 +20,6 @@ def run_dir(tmp_path, text_file):
                  "--max-steps", "6", "--save-every", "3", "--model.n_layer=1",
                  "--train.lr", "3e-3"]) == 0
     return out
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_help_answers_without_importing_torch():

@@ -20,6 +20,7 @@ from glassformer.interop.hf import from_pretrained, save_pretrained
 from glassformer.model.gpt import GPT
 from glassformer.tokenizers import CharTokenizer, HFTokenizer
 from glassformer.train.checkpoint import start_run
+from tests.helpers import one_error_line
 
 pytest.importorskip("transformers")
 
@@ -42,14 +43,6 @@ def logits_match(ours, hf):
     ids = random_ids()
     with torch.no_grad():
         torch.testing.assert_close(ours(ids)[0], hf(input_ids=ids).logits, atol=TOL, rtol=0)
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_model_and_tokenizer_come_from_the_directory(hf_dir, bpe):
