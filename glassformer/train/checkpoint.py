@@ -12,12 +12,18 @@ The same format whether one process trained or several: the weights and optimize
 gathered whole (full state dicts, optimizer state keyed by parameter name), so a run started
 in N processes continues in 1, or the other way round.
 
-Writes are atomic. The weights and the trainer state are both written to temporary files before
-either is renamed into place, so a crash while saving leaves the previous checkpoint whole.
+A checkpoint (weights, trainer state, adapters) is written as one set (atomic.atomic_files): a
+crash at any instant leaves the previous checkpoint or the new one, never a mix, once a training
+process has opened the run again (`writing` finishes or undoes the interrupted save). One process
+writes a run at a time: `writing` locks the directory.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +36,15 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.nn.parallel import DistributedDataParallel
 
-from glassformer.atomic import atomic_path, write_text_atomic
+from glassformer.atomic import atomic_files, recover, write_text_atomic
 from glassformer.config import RunConfig, apply_overrides
 from glassformer.errors import GlassformerError
 from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
 
-CONFIG, TOKENIZER, MODEL, STATE, METRICS, ADAPTERS = (
+CONFIG, TOKENIZER, MODEL, STATE, METRICS, ADAPTERS, LOCK = (
     "config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl",
-    "adapters.safetensors")
+    "adapters.safetensors", ".lock")
 WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered, on the CPU
 
 
@@ -52,12 +58,45 @@ class Run:
     step: int
 
 
+@contextlib.contextmanager
+def writing(run_dir):
+    """Hold `run_dir` as its one writer while the block runs, and first finish or undo a save
+    that a crash interrupted (atomic.recover); yields whether a save was finished. A second
+    writer is refused with the holder's process id. The lock is the operating system's (flock):
+    it goes with its process, so the lock of a run that crashed is free."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GlassformerError(f"--out {run_dir} is a file, not a run directory; choose another "
+                               "--out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise GlassformerError(f"{run_dir} is being written by another process (pid "
+                                   f"{holder}); wait for it to end, or choose another --out") \
+                from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield recover(run_dir)
+        finally:
+            lock.truncate(0)
+
+
 def start_run(run_dir, cfg: RunConfig, tokenizer) -> None:
-    """Create the run directory with its config and tokenizer."""
+    """Create the run directory with its config and tokenizer, and an empty log (an earlier
+    attempt that died before its first checkpoint leaves nothing behind)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / CONFIG)
     tokenizer.save(run_dir / TOKENIZER)
+    for stale in (METRICS, ADAPTERS):
+        (run_dir / stale).unlink(missing_ok=True)
 
 
 def has_checkpoint(run_dir) -> bool:
@@ -82,7 +121,8 @@ def resume_config(run_dir, overrides: dict[str, str]) -> RunConfig:
 
 
 def save_checkpoint(run_dir, model, optimizer, step: int, rng: dict) -> None:
-    """Write weights and trainer state for `step`; both or neither replace the previous ones.
+    """Write weights and trainer state for `step`, as one set: all or none replace the previous
+    ones.
 
     With several processes every one calls this (FSDP gathers the shards) and process 0
     writes. A LoRA model's adapters are also written alone (ADAPTERS).
@@ -97,12 +137,13 @@ def save_checkpoint(run_dir, model, optimizer, step: int, rng: dict) -> None:
     tied = tied_aliases(model)
     weights = {name: t.contiguous() for name, t in weights.items() if name not in tied}
     run_dir = Path(run_dir)
-    with atomic_path(run_dir / MODEL) as model_tmp, atomic_path(run_dir / STATE) as state_tmp:
-        save_file(weights, str(model_tmp), metadata={"step": str(step)})
-        torch.save(state, state_tmp)
-    if any(isinstance(m, lora.LoRALinear) for m in model.modules()):
-        with atomic_path(run_dir / ADAPTERS) as tmp:
-            lora.save_adapters(model, tmp, step)
+    adapted = any(isinstance(m, lora.LoRALinear) for m in model.modules())
+    with atomic_files([run_dir / MODEL, run_dir / STATE]
+                      + ([run_dir / ADAPTERS] if adapted else [])) as temps:
+        save_file(weights, str(temps[0]), metadata={"step": str(step)})
+        torch.save(state, temps[1])
+        if adapted:
+            lora.save_adapters(model, temps[2], step)
 
 
 def tied_aliases(model) -> set[str]:
@@ -170,14 +211,19 @@ def load_run(run_dir, device="cpu") -> Run:
     return Run(cfg, tokenizer, model.to(device).eval(), step)
 
 
-def load_weights(model, path, device="cpu") -> int:
-    """Load weights from a safetensors file into `model`; return the step they were saved at."""
+def saved_step(path) -> int:
+    """The step the weights in safetensors file `path` were saved at."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            step = int((f.metadata() or {}).get("step", 0))
+            return int((f.metadata() or {}).get("step", 0))
     except Exception as err:  # safetensors reports corruption with several error types
         raise GlassformerError(f"{path} is corrupt or incomplete ({type(err).__name__}: {err}); "
                                "restore it from a backup or retrain") from None
+
+
+def load_weights(model, path, device="cpu") -> int:
+    """Load weights from a safetensors file into `model`; return the step they were saved at."""
+    step = saved_step(path)
     try:
         missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
     except RuntimeError as err:  # shapes differ from the config
@@ -227,10 +273,25 @@ def append_metrics(run_dir, record: dict) -> None:
 
 
 def read_metrics(run_dir) -> list[dict]:
+    """The records of metrics.jsonl. A torn last line (a process killed while appending it) is
+    dropped with a warning on stderr; an unreadable line before it is an error."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise GlassformerError(f"{path}, line {i + 1}, is not JSON: {line[:60]!r}; "
+                                       "remove that line or restore the file") from None
+            print(f"warning: {path} ends in a torn line (a process killed while writing it?); "
+                  "it is left out", file=sys.stderr)
+    return records
 
 
 def truncate_metrics(run_dir, step: int) -> None:

@@ -69,11 +69,17 @@ def setup(device_name: str) -> tuple[World, torch.device]:
     return World(dist.get_rank(), size), device
 
 
+def wait_for_all(world: World) -> None:
+    """Return when every process has come here (one process: at once)."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+
+
 def teardown(world: World) -> None:
     """Leave the process group together: no process tears down while another still talks to it
     (a Gloo process destroyed mid-exchange aborts its peer)."""
+    wait_for_all(world)
     if world.size > 1 and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 

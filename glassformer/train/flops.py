@@ -44,9 +44,12 @@ def matmul_peak(device, dtype=torch.float32, size: int = 2048, repeats: int = 5)
     """FLOP/s of the fastest of `repeats` (size x size) @ (size x size) matmuls on `device`.
 
     Other work on the machine only slows a matmul down, so the fastest is the best estimate of
-    the peak; on a busy machine it is still low, and MFU reads high."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    the peak; on a busy machine it is still low, and MFU reads high. The operands come from a
+    generator of their own: training's random state (dropout) must not depend on whether, or
+    when, the peak was measured in this process."""
+    own = torch.Generator(device).manual_seed(0)
+    a = torch.randn(size, size, device=device, generator=own).to(dtype)
+    b = torch.randn(size, size, device=device, generator=own).to(dtype)
     fastest = float("inf")
     for _ in range(repeats):  # the first is slow (allocations), and the minimum drops it
         _synchronize(device)

@@ -4,6 +4,7 @@ evaluation with a printed sample, metrics, checkpoints and resume, in one proces
 linear function to read; what differs between tasks (data, batches, metrics) lives in
 train/tasks.py."""
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -44,72 +45,80 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
     tc = cfg.train
     world, device = distributed.setup(tc.device)
     check_settings(tc, world)
-    cfg, task = open_run(cfg, run_dir, resume, world)
-    torch.manual_seed(tc.seed)  # the same initial weights in every process
-    model = ckpt.build_run_model(cfg)
-    started_from = ckpt.init_from(model, tc.init_from) if tc.init_from and not resume else ""
-    step = saved_step = ckpt.load_weights(model, run_dir / ckpt.MODEL) if resume else 0
-    core = model.to(device)  # evaluated and sampled; `model` is what the processes share
-    model = distributed.wrap(core, tc.parallel, world)
-    stepped = torch.compile(model) if tc.compile else model  # evaluation and sampling: eager
-    optimizer = make_optimizer(model, tc)
-    batches = torch.Generator().manual_seed(tc.seed)  # draws the training batches
-    if resume:
-        ckpt.restore_training(run_dir, model, optimizer, batches, step)
-        if world.main:
-            ckpt.truncate_metrics(run_dir, step)
-
-    # MFU against this device's measured matmul peak, summed over the processes
-    progress = Progress(tc.max_steps, step, (out or sys.stderr) if world.main else io.StringIO(),
-                        flops_per_token(core, cfg.model.block_size),
-                        training_peak(str(device)) * world.size)
-    progress.print(describe_run(cfg, core, task, device, world, step if resume else None))
-    if started_from:
-        progress.print(started_from)
-    started = time.perf_counter()
-    last_eval = {}
-    model.train()
-    while step < tc.max_steps:
-        lr = lr_at(step, tc)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, grad_norm, tokens = train_step(stepped, task, batches, tc, device, world)
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            where = f"step {saved_step}" if saved_step else "none was written yet"
-            raise TrainingDiverged(
-                f"training diverged at step {step + 1}: loss {loss}, grad norm {grad_norm}, "
-                f"lr {lr:.3g}. Last good checkpoint: {where} (in {run_dir}). Try a lower "
-                "--train.lr or a longer --train.warmup_steps")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        rate = progress.update(step, loss, tokens)
-
-        if step % tc.log_every == 0 and world.main:
-            ckpt.append_metrics(run_dir, {"step": step, "train_loss": loss, "lr": lr,
-                                          "grad_norm": grad_norm, "tokens_per_s": round(rate),
-                                          "mfu": round(progress.mfu(rate), 4)})
-        if (tc.eval_every and step % tc.eval_every == 0) or step == tc.max_steps:
-            # Every process evaluates the same fixed batches (an FSDP forward needs them all).
-            with autocast(device):
-                last_eval = task.evaluate(core, device)
-            last_eval |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
+    # Process 0 writes the run: it holds the directory, and finishes or undoes a save that a
+    # crash interrupted before anything is read.
+    with ckpt.writing(run_dir) if world.main else contextlib.nullcontext() as recovered:
+        distributed.wait_for_all(world)  # the others read the run once it is whole
+        cfg, task = open_run(cfg, run_dir, resume, world)
+        torch.manual_seed(tc.seed)  # the same initial weights in every process
+        model = ckpt.build_run_model(cfg)
+        started_from = ckpt.init_from(model, tc.init_from) if tc.init_from and not resume else ""
+        step = saved_step = ckpt.load_weights(model, run_dir / ckpt.MODEL) if resume else 0
+        core = model.to(device)  # evaluated and sampled; `model` is what the processes share
+        model = distributed.wrap(core, tc.parallel, world)
+        stepped = torch.compile(model) if tc.compile else model  # evaluation and sampling: eager
+        optimizer = make_optimizer(model, tc)
+        batches = torch.Generator().manual_seed(tc.seed)  # draws the training batches
+        if resume:
+            ckpt.restore_training(run_dir, model, optimizer, batches, step)
             if world.main:
-                ckpt.append_metrics(run_dir, last_eval)
-            progress.print(f"step {step}: " + ", ".join(
-                f"{k.replace('_', ' ')} {v:.4f}" for k, v in last_eval.items()
-                if k not in ("step", "elapsed_s")))
-            shown = task.show(core) if tc.sample_tokens else ""
-            if shown:
-                progress.print("---- sample ----\n" + shown + "\n----------------")
-            model.train()
-        if (tc.save_every and step % tc.save_every == 0) or step == tc.max_steps:
-            ckpt.save_checkpoint(run_dir, model, optimizer, step, ckpt.get_rng_state(batches))
-            saved_step = step
-    if last_eval:
-        progress.print(f"done: step {step}, val loss {last_eval['val_loss']:.4f} "
-                       f"({last_eval['val_loss'] / math.log(2):.3f} bits/token) in "
-                       f"{format_duration(time.perf_counter() - started)}; run saved in {run_dir}")
+                ckpt.truncate_metrics(run_dir, step)
+
+        # MFU against this device's measured matmul peak, summed over the processes
+        progress = Progress(tc.max_steps, step,
+                            (out or sys.stderr) if world.main else io.StringIO(),
+                            flops_per_token(core, cfg.model.block_size),
+                            training_peak(str(device)) * world.size)
+        progress.print(describe_run(cfg, core, task, device, world, step if resume else None))
+        if recovered:
+            progress.print(f"a crash had interrupted the save of step {step}; it was completed")
+        if started_from:
+            progress.print(started_from)
+        started = time.perf_counter()
+        last_eval = {}
+        model.train()
+        while step < tc.max_steps:
+            lr = lr_at(step, tc)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, grad_norm, tokens = train_step(stepped, task, batches, tc, device, world)
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                where = f"step {saved_step}" if saved_step else "none was written yet"
+                raise TrainingDiverged(
+                    f"training diverged at step {step + 1}: loss {loss}, grad norm {grad_norm}, "
+                    f"lr {lr:.3g}. Last good checkpoint: {where} (in {run_dir}). Try a lower "
+                    "--train.lr or a longer --train.warmup_steps")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            rate = progress.update(step, loss, tokens)
+
+            if step % tc.log_every == 0 and world.main:
+                ckpt.append_metrics(run_dir, {"step": step, "train_loss": loss, "lr": lr,
+                                              "grad_norm": grad_norm, "tokens_per_s": round(rate),
+                                              "mfu": round(progress.mfu(rate), 4)})
+            if (tc.eval_every and step % tc.eval_every == 0) or step == tc.max_steps:
+                # Every process evaluates the same fixed batches (an FSDP forward needs them all).
+                with autocast(device):
+                    last_eval = task.evaluate(core, device)
+                last_eval |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
+                if world.main:
+                    ckpt.append_metrics(run_dir, last_eval)
+                progress.print(f"step {step}: " + ", ".join(
+                    f"{k.replace('_', ' ')} {v:.4f}" for k, v in last_eval.items()
+                    if k not in ("step", "elapsed_s")))
+                shown = task.show(core) if tc.sample_tokens else ""
+                if shown:
+                    progress.print("---- sample ----\n" + shown + "\n----------------")
+                model.train()
+            if (tc.save_every and step % tc.save_every == 0) or step == tc.max_steps:
+                ckpt.save_checkpoint(run_dir, model, optimizer, step, ckpt.get_rng_state(batches))
+                saved_step = step
+        if last_eval:
+            progress.print(f"done: step {step}, val loss {last_eval['val_loss']:.4f} "
+                           f"({last_eval['val_loss'] / math.log(2):.3f} bits/token) in "
+                           f"{format_duration(time.perf_counter() - started)}; "
+                           f"run saved in {run_dir}")
     distributed.teardown(world)
     return last_eval
 
@@ -134,6 +143,10 @@ def open_run(cfg: RunConfig, run_dir: Path, resume: bool, world) -> tuple[RunCon
     tc = cfg.train
     if resume:
         cfg = ckpt.resumed_config(run_dir, cfg)
+        step = ckpt.saved_step(run_dir / ckpt.MODEL)
+        if tc.max_steps <= step:
+            raise GlassformerError(f"{run_dir} is at step {step} already: --max-steps "
+                                   f"{tc.max_steps} leaves nothing to train; give more steps")
         task = TASKS[tc.task](cfg, load_tokenizer(run_dir / ckpt.TOKENIZER))
         if world.main:
             cfg.save(run_dir / ckpt.CONFIG)  # the train settings may have changed

@@ -75,3 +75,49 @@ def test_resume_after_the_last_checkpoint_continues_the_metrics(run, tiny_cfg):
     train(tiny_cfg(train__max_steps=6, train__save_every=2), run, resume=True)
     steps = [m["step"] for m in ckpt.read_metrics(run) if "lr" in m]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_no_steps_left_is_refused_and_keeps_the_config(run, tiny_cfg):
+    config = (run / ckpt.CONFIG).read_text()
+    with pytest.raises(GlassformerError, match="at step 4 already: --max-steps 3"):
+        train(tiny_cfg(train__max_steps=3), run, resume=True)
+    assert (run / ckpt.CONFIG).read_text() == config  # max_steps is not rewritten
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning(run, tiny_cfg, capsys):
+    whole = ckpt.read_metrics(run)
+    with open(run / ckpt.METRICS, "a", encoding="utf-8") as f:
+        f.write('{"step": 5, "train_lo')  # a process killed while appending
+    assert ckpt.read_metrics(run) == whole
+    assert "torn line" in capsys.readouterr().err
+    train(tiny_cfg(train__max_steps=6, train__save_every=2), run, resume=True)
+    assert [m["step"] for m in ckpt.read_metrics(run) if "lr" in m] == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_unreadable_metrics_line_before_the_last_is_an_error(run):
+    lines = (run / ckpt.METRICS).read_text().splitlines()
+    (run / ckpt.METRICS).write_text("\n".join(["{oops"] + lines) + "\n")
+    with pytest.raises(GlassformerError, match="line 1, is not JSON"):
+        ckpt.read_metrics(run)
+
+
+def test_a_fresh_run_where_an_attempt_died_before_its_first_checkpoint_starts_a_clean_log(
+        tiny_cfg, tmp_path, monkeypatch):
+    from glassformer.train import loop
+
+    real_step, calls = loop.train_step, []
+
+    def dies_at_three(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    cfg = tiny_cfg(train__max_steps=4, train__save_every=4)
+    monkeypatch.setattr(loop, "train_step", dies_at_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run")
+    assert not ckpt.has_checkpoint(tmp_path / "run") and ckpt.read_metrics(tmp_path / "run")
+    monkeypatch.setattr(loop, "train_step", real_step)
+    train(cfg, tmp_path / "run")
+    assert [m["step"] for m in ckpt.read_metrics(tmp_path / "run") if "lr" in m] == [1, 2, 3, 4]

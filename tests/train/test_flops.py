@@ -58,3 +58,13 @@ def test_training_writes_tokens_per_second_and_mfu(tiny_cfg, tmp_path):
         assert m["mfu"] == pytest.approx(per_token * m["tokens_per_s"] / flops.training_peak("cpu"),
                                          rel=1e-2, abs=1e-4)
     assert "MFU" in out.getvalue() and not math.isnan(logged[-1]["mfu"])
+
+
+def test_measuring_the_peak_leaves_the_random_state_alone():
+    """Dropout draws from torch's global generator: a resumed run restores it, then measures the
+    peak; the measurement must not move it (it did: resumed runs with dropout diverged)."""
+    import torch
+
+    before = torch.get_rng_state()
+    flops.matmul_peak("cpu", size=64, repeats=1)
+    assert torch.equal(torch.get_rng_state(), before)
