@@ -53,3 +53,15 @@ def one_error_line(capsys) -> str:
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     return lines[0]
+
+
+def interrupted_at(step_fn, n: int):
+    """`step_fn` that raises KeyboardInterrupt (Ctrl-C) instead of its n-th call."""
+    calls = []
+
+    def step(*args):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return step_fn(*args)
+    return step

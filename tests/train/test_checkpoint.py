@@ -104,17 +104,11 @@ def test_an_unreadable_metrics_line_before_the_last_is_an_error(run):
 def test_a_fresh_run_where_an_attempt_died_before_its_first_checkpoint_starts_a_clean_log(
         tiny_cfg, tmp_path, monkeypatch):
     from glassformer.train import loop
+    from tests.helpers import interrupted_at
 
-    real_step, calls = loop.train_step, []
-
-    def dies_at_three(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
+    real_step = loop.train_step
     cfg = tiny_cfg(train__max_steps=4, train__save_every=4)
-    monkeypatch.setattr(loop, "train_step", dies_at_three)
+    monkeypatch.setattr(loop, "train_step", interrupted_at(real_step, 3))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "run")
     assert not ckpt.has_checkpoint(tmp_path / "run") and ckpt.read_metrics(tmp_path / "run")

@@ -10,6 +10,7 @@ from glassformer.model import GPT
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import loop
 from glassformer.train.loop import TrainingDiverged, train
+from tests.helpers import interrupted_at
 
 
 def step_losses(run_dir):
@@ -34,15 +35,8 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_losses(tiny_cfg, tmp_path
                    model__dropout=0.1)  # dropout: the global RNG must be restored too
     train(cfg, tmp_path / "whole")
 
-    real_step, calls = loop.train_step, []
-
-    def crash_at_seven(*args):
-        calls.append(1)
-        if len(calls) == 7:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(loop, "train_step", crash_at_seven)
+    real_step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", interrupted_at(real_step, 7))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "parts")
     monkeypatch.setattr(loop, "train_step", real_step)
