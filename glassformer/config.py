@@ -322,6 +322,10 @@ class SampleConfig:
     """Keep the smallest set of tokens whose probability sums to at least p (1: all)."""
     repetition_penalty: float = 1.0
     """Divide positive logits (multiply negative ones) of tokens already in the context; 1: off."""
+    presence_penalty: float = 0.0
+    """Subtract this from the logit of every token generated so far (OpenAI's); 0: off."""
+    frequency_penalty: float = 0.0
+    """Subtract this times its count from the logit of each token generated so far; 0: off."""
     stop: tuple[str, ...] = ()
     """Strings that end generation; the output stops before them."""
     seed: int | None = None
@@ -337,6 +341,9 @@ class SampleConfig:
         require(self, "top_p", 0 < self.top_p <= 1, "must be in (0, 1]")
         require(self, "repetition_penalty", self.repetition_penalty > 0,
                  "must be positive (1 disables it)")
+        for name in ("presence_penalty", "frequency_penalty"):
+            require(self, name, -2 <= getattr(self, name) <= 2,
+                    "must be in [-2, 2] (0 disables it)")
         require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
 
 

@@ -338,6 +338,9 @@ def test_gpt2_preset_values():
     ({"top_k": -3}, r"SampleConfig\.top_k must be >= 1"),
     ({"max_new_tokens": -1}, r"SampleConfig\.max_new_tokens must be >= 0"),
     ({"repetition_penalty": 0.0}, r"SampleConfig\.repetition_penalty must be positive"),
+    ({"presence_penalty": 2.5}, r"SampleConfig\.presence_penalty must be in \[-2, 2\]"),
+    ({"frequency_penalty": -2.1}, r"SampleConfig\.frequency_penalty must be in \[-2, 2\]"),
+    ({"frequency_penalty": float("nan")}, r"SampleConfig\.frequency_penalty must be in"),
     ({"stop": ("end", "")}, r"SampleConfig\.stop must not contain empty strings"),
     ({"top_k": 2.0}, r"SampleConfig\.top_k must be"),
 ])
@@ -350,6 +353,7 @@ def test_sample_config_edges_are_valid():
     assert SampleConfig(temperature=0).temperature == 0  # greedy
     assert SampleConfig(top_p=1.0, top_k=1).top_k == 1
     assert SampleConfig(top_k=None).top_k is None
+    assert SampleConfig(presence_penalty=-2, frequency_penalty=2.0).presence_penalty == -2
     assert from_dict(SampleConfig, {"stop": ["\n\n"]}).stop == ("\n\n",)  # JSON list -> tuple
 
 

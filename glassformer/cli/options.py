@@ -16,6 +16,10 @@ def add_sampling_options(p) -> None:
     p.add_argument("--top-k", type=int, help="keep only the k most likely tokens")
     p.add_argument("--top-p", type=float, default=defaults.top_p, help="nucleus sampling mass")
     p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
+    p.add_argument("--presence-penalty", type=float, default=defaults.presence_penalty,
+                   help="subtracted from each generated token's logit, in [-2, 2] (OpenAI's)")
+    p.add_argument("--frequency-penalty", type=float, default=defaults.frequency_penalty,
+                   help="subtracted per occurrence of each generated token, in [-2, 2]")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--seed", type=int, help="seed for reproducible samples")
 
@@ -23,7 +27,9 @@ def add_sampling_options(p) -> None:
 def sample_config(args) -> C.SampleConfig:
     return C.SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p,
-                          repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
+                          repetition_penalty=args.repetition_penalty,
+                          presence_penalty=args.presence_penalty,
+                          frequency_penalty=args.frequency_penalty, stop=tuple(args.stop),
                           seed=args.seed)
 
 

@@ -26,11 +26,39 @@ def repetition_penalty(logits, context, penalty: float, context_valid=None):
     return torch.where(counts > 0, penalized, logits)
 
 
+def presence_frequency_penalty(logits, generated, presence: float, frequency: float):
+    """logits (B, V); generated (B, N) ids -> (B, V), by OpenAI's rule:
+
+        logits[j] -= frequency * count[j] + presence * (count[j] > 0)
+
+    where count[j] is how often id j occurs among the row's GENERATED tokens (its prompt does
+    not count): OpenAI's definition, "how many times the token was sampled prior to the current
+    position", so a penalty steers the text away from what it has itself said. (The repetition
+    penalty is the one that sees the prompt too.) Positive values discourage repeats, negative
+    ones encourage them; 0 and 0 leave the logits as they are.
+    """
+    if presence == 0 and frequency == 0:
+        return logits
+    ones = torch.ones_like(generated, dtype=logits.dtype)  # (B, N)
+    counts = torch.zeros_like(logits).scatter_add_(1, generated, ones)  # (B, V)
+    return logits - (frequency * counts + presence * (counts > 0).to(logits.dtype))
+
+
 def temperature(logits, t: float):
-    """logits (B, V) / t -> (B, V): t < 1 sharpens the distribution, t > 1 flattens it."""
+    """logits (B, V) / t -> (B, V): t < 1 sharpens the distribution, t > 1 flattens it.
+
+    A tiny t (1e-45, say) takes logits / t past the float range: inf, and the softmax of a row
+    with inf in it is nan. Such a row is divided after shifting it by its largest logit instead
+    (the softmax does not change under a shift): its top logits become 0 and the others -inf
+    or far below, the near-greedy distribution t approaches. Every other row is exactly
+    logits / t, bit for bit. (-inf logits, filtered out before, stay -inf either way.)
+    """
     if t <= 0:
         raise ValueError(f"temperature must be positive, got {t}; use greedy decoding for 0")
-    return logits / t
+    scaled = logits / t  # (B, V)
+    overflow = (torch.isinf(scaled) & torch.isfinite(logits)).any(dim=-1, keepdim=True)  # (B, 1)
+    shifted = (logits - logits.max(dim=-1, keepdim=True).values) / t  # (B, V), at most 0
+    return torch.where(overflow, shifted, scaled)
 
 
 def top_k(logits, k: int):
@@ -75,7 +103,7 @@ def distribution(logits, cfg):
 
 def next_token(logits, cfg, generator=None):
     """logits (B, V) -> (B,) int64 ids: argmax for temperature 0, else a sample from
-    distribution(logits, cfg) (the repetition penalty comes before)."""
+    distribution(logits, cfg) (the penalties come before)."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)  # the first maximum on ties
     return torch.multinomial(distribution(logits, cfg), 1, generator=generator).squeeze(1)

@@ -10,6 +10,7 @@ block_size * 3 // 4 tokens; the cache is then rebuilt by prefilling every row's 
 (positions restart at 0). A prompt longer than the window is cut the same way.
 """
 
+from bisect import bisect_left
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ def generate(model, tokenizer, prompts: list[str], cfg) -> list[str]:
     done = [False] * len(rows)
     # closing(): the model gets its training mode back as soon as we stop, not at garbage collection
     with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
-        for next_ids in islice(steps, cfg.max_new_tokens):
+        for next_ids, _ in islice(steps, cfg.max_new_tokens):
             for row, token in enumerate(next_ids.tolist()):
                 if not done[row]:
                     new[row].append(token)
@@ -56,11 +57,37 @@ class Finish:
     """Tokens generated (a stop string's own tokens included)."""
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A piece of a streamed text, and the tokens that first complete it."""
+
+    text: str
+    ids: list[int]
+    """The tokens, not in an earlier piece, that the text up to this piece's end needs (text
+    held back as the start of a possible stop string comes later with its tokens; a stop
+    string's own tokens come in no piece). May be empty: one token can make two pieces' text."""
+    logits: list[torch.Tensor]
+    """(V,) each: the model's logits that each of `ids` was drawn from, before the penalties
+    and the sampling filters."""
+
+
 def stream(model, tokenizer, prompt: str, cfg) -> Generator[str, None, Finish]:
     """Yield the continuation of `prompt` piece by piece as tokens come; the pieces joined equal
     generate(...)[0] for the same seed. Text that might begin a stop string is held back until
     it does not, so a stop string is never yielded. The generator returns a Finish (the value
-    of its StopIteration; a for loop ignores it).
+    of its StopIteration; a for loop ignores it). The texts of stream_pieces(...).
+    """
+    with closing(stream_pieces(model, tokenizer, prompt, cfg)) as pieces:
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as done:
+                return done.value
+            yield piece.text
+
+
+def stream_pieces(model, tokenizer, prompt: str, cfg) -> Generator[Piece, None, Finish]:
+    """stream(...), each piece a Piece: its text with the tokens behind it and their logits.
 
     Each step decodes only the newest tokens, after the few before them for context (a tokenizer
     may join or space tokens differently at the start of a text). Only whole characters are
@@ -68,52 +95,74 @@ def stream(model, tokenizer, prompt: str, cfg) -> Generator[str, None, Finish]:
     the tokens with its other bytes come.
     """
     rows = [_encode(tokenizer, prompt)]
-    new, text, shown = [], "", 0  # generated ids; their text so far; characters yielded
+    new, text = [], ""  # generated ids; their text so far
+    chars = [0]  # chars[n]: the length of the text the first n generated tokens made
+    shown = given = 0  # characters of the text, and tokens, in the pieces so far
+    logits = []  # the logits (V,) before each of new[given:] (a piece takes its tokens' away)
     start = read = 0  # new[start:read] was decoded last step (the context); new[read:] was not
+
+    def piece(end: int, tokens: int | None = None) -> Piece:
+        """text[shown:end], with the tokens after the given ones up to `tokens` (default: the
+        fewest whose text reaches `end` characters)."""
+        nonlocal shown, given
+        tokens = bisect_left(chars, end) if tokens is None else tokens
+        out = Piece(text[shown:end], new[given:tokens], logits[:tokens - given])
+        del logits[:tokens - given]
+        shown, given = end, tokens
+        return out
+
     with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
-        for next_ids in islice(steps, cfg.max_new_tokens):
+        for next_ids, next_logits in islice(steps, cfg.max_new_tokens):
             new.append(next_ids.item())
+            logits.append(next_logits[0])
             context = tokenizer.decode(new[start:read])
             fresh = tokenizer.decode(new[start:])
             if fresh.endswith("\ufffd"):  # a character's remaining bytes are still to come
                 continue
             text += fresh[len(context):]
             start, read = read, len(new)
+            chars += [chars[-1]] * (len(new) - len(chars)) + [len(text)]
             stop = _stop_index(text, cfg.stop)
             safe = len(text) - _partial_stop(text, cfg.stop) if stop is None else stop
             if safe > shown:
-                yield text[shown:safe]
-                shown = safe
+                yield piece(safe)
             if stop is not None:
                 return Finish("stop", len(new))
     text = tokenizer.decode(new)  # no stop string came: release what was held back
+    chars += [len(text)] * (len(new) + 1 - len(chars))  # tokens of a cut-off last character
     stop = _stop_index(text, cfg.stop)  # (text held back as a cut-off character may hold one)
     end = len(text) if stop is None else stop
     if end > shown:
-        yield text[shown:end]
+        yield piece(end, len(new) if stop is None else None)
     return Finish("length" if stop is None else "stop", len(new))
 
 
 @torch.inference_mode()
-def _decode_steps(model, rows: list[list[int]], cfg, generator) -> Iterator[torch.Tensor]:
-    """Yield the (B,) next ids of the prompts `rows`, step after step, without end.
+def _decode_steps(model, rows: list[list[int]], cfg,
+                  generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield, step after step without end, the (B,) next ids of the prompts `rows` and the
+    model's logits (B, V) they were drawn from, before the penalties and the filters.
 
-    The repetition penalty sees each row's whole context (prompt + generated, pads excluded).
+    The repetition penalty sees each row's whole context (prompt + generated, pads excluded);
+    the presence and frequency penalties see the generated tokens only.
     """
     window = model.cfg.block_size
     keep = max(1, window * 3 // 4)
     device = next(model.parameters()).device
     lengths = [_fit(len(row), window, keep) for row in rows]  # tokens the model sees, per row
     context, context_valid = _left_pad([torch.tensor(row) for row in rows], device)  # (B, L)
+    prompt_width = context.size(1)  # context[:, prompt_width:] is what was generated
     training = model.training
     model.eval()
     try:
         logits, cache, valid = _prefill(model, context, lengths)  # (B, V), cache, (B, S) or None
         while True:
-            logits = filters.repetition_penalty(logits, context, cfg.repetition_penalty,
-                                                context_valid)
-            next_ids = filters.next_token(logits, cfg, generator)  # (B,)
-            yield next_ids
+            scores = filters.repetition_penalty(logits, context, cfg.repetition_penalty,
+                                                context_valid)  # (B, V)
+            scores = filters.presence_frequency_penalty(
+                scores, context[:, prompt_width:], cfg.presence_penalty, cfg.frequency_penalty)
+            next_ids = filters.next_token(scores, cfg, generator)  # (B,)
+            yield next_ids, logits
             context = torch.cat([context, next_ids[:, None]], dim=1)  # (B, L + 1)
             context_valid = _append_true(context_valid)  # (B, L + 1)
             lengths = [_fit(n + 1, window, keep) for n in lengths]

@@ -2,6 +2,7 @@
 
   GET  /                  the page (static/index.html; its script and style under /static)
   GET  /v1/models         the run, as OpenAI's list of models
+  GET  /v1/models/{id}    the run as OpenAI's model object (404 for any other id)
   GET  /v1/status         the limits, and how many completions are running
   POST /v1/completions    OpenAI's completions; with "stream": true, as server-sent events
   POST /v1/distribution   the next-token candidates after a text, under a sampling setting
@@ -28,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from glassformer.errors import GlassformerError
-from glassformer.generate.sampler import Finish, stream
+from glassformer.generate.sampler import Finish, stream_pieces
 from glassformer.serve import protocol, views
 from glassformer.serve.limits import Limits, Slots
 from glassformer.serve.protocol import ApiError
@@ -51,6 +52,7 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
     app = Starlette(
         routes=[Route("/", playground.page),
                 Route("/v1/models", playground.models),
+                Route("/v1/models/{id:path}", playground.model),
                 Route("/v1/status", playground.status),
                 Route("/v1/completions", playground.completions, methods=["POST"]),
                 Route("/v1/distribution", playground.distribution, methods=["POST"]),
@@ -80,9 +82,19 @@ class Playground:
         return FileResponse(STATIC / "index.html")
 
     async def models(self, request):
-        return JSONResponse({"object": "list", "data": [
-            {"id": self.name, "object": "model", "created": self.created,
-             "owned_by": "glassformer"}]})
+        return JSONResponse({"object": "list", "data": [self._model_object()]})
+
+    async def model(self, request):
+        name = request.path_params["id"]
+        if name != self.name:
+            raise ApiError(404, f"the model {name!r} does not exist; this server has one, "
+                                f"{self.name!r}", code="model_not_found")
+        return JSONResponse(self._model_object())
+
+    def _model_object(self) -> dict:
+        """The run as OpenAI's model object."""
+        return {"id": self.name, "object": "model", "created": self.created,
+                "owned_by": "glassformer"}
 
     async def status(self, request):
         m = self.run.cfg.model
@@ -99,7 +111,7 @@ class Playground:
             raise ApiError(429, f"{self.limits.max_concurrent} completions are running, as many "
                                 "as this server runs at once; try again shortly",
                            kind="rate_limit_error", code="rate_limit_exceeded")
-        pieces = stream(self.run.model, self.run.tokenizer, req.prompt, cfg)
+        pieces = stream_pieces(self.run.model, self.run.tokenizer, req.prompt, cfg)
 
         def finish():  # however the completion ends: its generator closed, its slot back
             pieces.close()
@@ -107,24 +119,31 @@ class Playground:
 
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
                 "created": int(time.time()), "model": self.name}
-        steps = self._advance(request, pieces)
+        echo = req.prompt if req.echo else ""
+        steps = self._advance(request, pieces, req.logprobs, len(echo))
         if req.stream:
-            return EventStream(self._events(steps, head), on_close=finish)
-        text, end = [], None
+            usage = req.stream_options is not None and req.stream_options.include_usage
+            events = self._events(steps, head, echo, prompt_tokens if usage else None)
+            return EventStream(events, on_close=finish)
+        text, logprobs, end = [echo], [], None
         try:
             async for step in steps:
                 if isinstance(step, Finish):
                     end = step
                 else:
-                    text.append(step)
+                    piece, piece_logprobs = step
+                    text.append(piece)
+                    logprobs.append(piece_logprobs)
         finally:
             finish()
         if end is None:  # the client went away; nobody reads this
             return Response(status_code=499)
-        return JSONResponse(protocol.completion(head, "".join(text), end, prompt_tokens))
+        logprobs = None if req.logprobs is None else views.joined_logprobs(logprobs)
+        return JSONResponse(protocol.completion(head, "".join(text), end, prompt_tokens, logprobs))
 
     def _sample_config(self, req: protocol.CompletionRequest):
-        """The request's SampleConfig, within this server's limits."""
+        """The request's SampleConfig, within this server's limits and abilities."""
+        req.refuse_unsupported()
         if req.max_tokens > self.limits.max_tokens:
             raise ApiError(400, f"max_tokens: at most {self.limits.max_tokens} on this server, "
                                 f"got {req.max_tokens}", "max_tokens")
@@ -187,24 +206,37 @@ class Playground:
         with self.lock:
             return fn(*args)
 
-    async def _advance(self, request, pieces):
-        """Yield the pieces of `pieces` (a stream(...) generator), then its Finish, each step in
-        a worker thread; end early, without a Finish, once the client has gone."""
+    async def _advance(self, request, pieces, top: int | None, offset: int):
+        """Yield (text, logprobs) for each piece of `pieces` (a stream_pieces(...) generator),
+        then its Finish, each step in a worker thread; end early, without a Finish, once the
+        client has gone. logprobs: views.logprobs's, with the `top` likeliest tokens and text
+        offsets from `offset` on (where the first piece begins in the choice's text); None for
+        top None."""
         while not await request.is_disconnected():
             step = await self._on_model(_next_or_finish, pieces)
-            yield step
             if isinstance(step, Finish):
+                yield step
                 return
+            logprobs = None if top is None else views.logprobs(self.run.tokenizer, step, top,
+                                                               offset)
+            offset += len(step.text)
+            yield step.text, logprobs
 
-    async def _events(self, steps, head: dict):
-        """The server-sent events of a streamed completion: its pieces, the finish, [DONE]."""
+    async def _events(self, steps, head: dict, echo: str, prompt_tokens: int | None):
+        """The server-sent events of a streamed completion: the prompt if echoed, its pieces,
+        the finish, the usage when asked for (prompt_tokens not None), [DONE]."""
         try:
+            if echo:
+                yield protocol.event(protocol.chunk(head, echo))
             async for step in steps:
                 if isinstance(step, Finish):
                     yield protocol.event(protocol.chunk(head, "", step.reason))
+                    if prompt_tokens is not None:
+                        yield protocol.event(protocol.usage_chunk(head, prompt_tokens, step))
                     yield protocol.event("[DONE]")
                 else:
-                    yield protocol.event(protocol.chunk(head, step))
+                    text, logprobs = step
+                    yield protocol.event(protocol.chunk(head, text, logprobs=logprobs))
         except Exception:  # the status line has gone out: the error is the stream's last event
             log.exception("completion %s failed", head["id"])
             yield protocol.event(protocol.error_body("the server failed while generating; see "
@@ -212,7 +244,7 @@ class Playground:
 
 
 def _next_or_finish(pieces):
-    """The next piece of a stream(...) generator, or, when it is done, its Finish."""
+    """The next piece of a stream_pieces(...) generator, or, when it is done, its Finish."""
     try:
         return next(pieces)
     except StopIteration as done:

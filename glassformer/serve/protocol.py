@@ -1,9 +1,11 @@
 """The API's wire format: requests checked field by field, and the JSON answers.
 
 Completions follow OpenAI's completions API (requests, responses, stream chunks, errors), with
-top_k and seed as extensions; the playground's inspect requests use the same sampling fields.
-Every problem with a request becomes an ApiError: a 4xx status and OpenAI's error shape,
-{"error": {"message", "type", "param", "code"}}, whose message names the field.
+top_k as an extension; the playground's inspect requests use the same sampling fields. Every
+field of OpenAI's request is accepted; a value this server cannot honour (n or best_of above 1,
+a suffix, a logit_bias) is refused by name. Every problem with a request becomes an ApiError: a
+4xx status and OpenAI's error shape, {"error": {"message", "type", "param", "code"}}, whose
+message names the field.
 """
 
 import difflib
@@ -55,8 +57,17 @@ class Sampling(Strict):
                             top_p=self.top_p)
 
 
+class StreamOptions(Strict):
+    """A streamed completion's options."""
+
+    include_usage: bool = False
+    """Send one more chunk before [DONE]: no choices, and the usage of the whole completion."""
+    include_obfuscation: bool = True
+    """Accepted for OpenAI's clients; this server sends no padding fields either way."""
+
+
 class CompletionRequest(Sampling):
-    """POST /v1/completions."""
+    """POST /v1/completions: every field of OpenAI's, and top_k."""
 
     prompt: str = Field(min_length=1)
     model: str | None = None
@@ -66,17 +77,59 @@ class CompletionRequest(Sampling):
     """A stop string or a list of them: the text ends before the first that comes."""
     stream: bool = False
     """Send the text as server-sent events while it is generated."""
+    stream_options: StreamOptions | None = None
+    """What a streamed completion sends besides its text (None: the defaults)."""
     seed: int | None = Field(None, ge=0, lt=2**63)
-    """Seed for sampling: the same request gives the same text (an extension)."""
+    """Seed for sampling: the same request gives the same text."""
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    """Subtracted from the logit of every token generated so far."""
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    """Subtracted, times its count, from the logit of each token generated so far."""
+    logprobs: int | None = Field(None, ge=0, le=5)
+    """Return each token's log probability and those of the `logprobs` most likely tokens at its
+    place (views.logprobs says which probabilities)."""
+    echo: bool = False
+    """Put the prompt before the completion's text."""
+    n: int = Field(1, ge=1)
+    """Completions to return: one (n=1) here."""
+    best_of: int = Field(1, ge=1)
+    """Completions to sample and pick the likeliest from: one (best_of=1) here."""
+    suffix: str | None = None
+    """Text that comes after the completion (insertion): none here."""
+    logit_bias: dict[str, float] | None = None
+    """Biases by OpenAI's token ids: none here (null or {})."""
+    user: str | None = None
+    """Who the end user is, for OpenAI's abuse checks; accepted and not used."""
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
+    def refuse_unsupported(self) -> None:
+        """An ApiError naming the first field whose value this server cannot honour."""
+        if self.n != 1:
+            raise ApiError(400, f"n: this server returns one completion per request (n=1), got "
+                                f"{self.n}; send {self.n} requests (with different seeds)", "n")
+        if self.best_of != 1:
+            raise ApiError(400, f"best_of: this server samples one completion per request "
+                                f"(best_of=1), got {self.best_of}", "best_of")
+        if self.suffix:
+            raise ApiError(400, "suffix: this server does not insert text between a prompt and a "
+                                "suffix; send suffix null", "suffix")
+        if self.logit_bias:
+            raise ApiError(400, "logit_bias: not supported (null or {} only): its keys would be "
+                                "OpenAI's token ids, not this model's", "logit_bias")
+        if self.echo and self.logprobs is not None:
+            raise ApiError(400, "echo: with logprobs, the prompt's tokens would need theirs, "
+                                "which this server does not compute; send echo false or "
+                                "logprobs null", "echo")
+
     def sample_config(self) -> SampleConfig:
         return SampleConfig(max_new_tokens=self.max_tokens, temperature=self.temperature,
-                            top_k=self.top_k or None, top_p=self.top_p, stop=self.stops(),
+                            top_k=self.top_k or None, top_p=self.top_p,
+                            presence_penalty=self.presence_penalty,
+                            frequency_penalty=self.frequency_penalty, stop=self.stops(),
                             seed=self.seed)
 
 
@@ -118,6 +171,9 @@ def _reject_constant(name: str):
 
 def _field_error(cls: type[Strict], error: dict) -> ApiError:
     field = str(error["loc"][0]) if error["loc"] else None
+    if error["type"] == "extra_forbidden" and len(error["loc"]) > 1:  # inside an object field
+        path = ".".join(map(str, error["loc"]))
+        return ApiError(400, f"unknown field {path!r}", field)
     if error["type"] == "extra_forbidden":
         known = list(cls.model_fields)
         close = difflib.get_close_matches(field, known, n=1)
@@ -130,18 +186,31 @@ def _field_error(cls: type[Strict], error: dict) -> ApiError:
     return ApiError(400, f"{field}: {error['msg'].lower()}, got {shown}", field)
 
 
-def completion(head: dict, text: str, finish: Finish, prompt_tokens: int) -> dict:
-    """A whole completion, as OpenAI's API answers one; `head` is {id, object, created, model}."""
-    return head | {
-        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish.reason}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": finish.tokens,
-                  "total_tokens": prompt_tokens + finish.tokens}}
+def completion(head: dict, text: str, finish: Finish, prompt_tokens: int,
+               logprobs: dict | None = None) -> dict:
+    """A whole completion, as OpenAI's API answers one; `head` is {id, object, created, model};
+    `logprobs` is views.logprobs's dict (or None)."""
+    return head | {"choices": [{"text": text, "index": 0, "logprobs": logprobs,
+                                "finish_reason": finish.reason}],
+                   "usage": usage(prompt_tokens, finish)}
 
 
-def chunk(head: dict, text: str, finish_reason: str | None = None) -> dict:
+def chunk(head: dict, text: str, finish_reason: str | None = None,
+          logprobs: dict | None = None) -> dict:
     """One piece of a streamed completion; the last has a finish_reason and no text."""
-    return head | {"choices": [{"text": text, "index": 0, "logprobs": None,
+    return head | {"choices": [{"text": text, "index": 0, "logprobs": logprobs,
                                 "finish_reason": finish_reason}]}
+
+
+def usage_chunk(head: dict, prompt_tokens: int, finish: Finish) -> dict:
+    """The chunk after the last of a stream whose stream_options ask for the usage."""
+    return head | {"choices": [], "usage": usage(prompt_tokens, finish)}
+
+
+def usage(prompt_tokens: int, finish: Finish) -> dict:
+    """The tokens a completion read and wrote."""
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": finish.tokens,
+            "total_tokens": prompt_tokens + finish.tokens}
 
 
 def event(data: dict | str) -> str:

@@ -1,12 +1,16 @@
 """What the playground shows of a text, as plain JSON-ready dicts: the next-token distribution
-under a sampling setting, and the attention of every layer and head. The numbers come from the
-inspect functions (inspect/next_token.py, inspect/capture.py); here they are only arranged.
+under a sampling setting, the attention of every layer and head, and a completion's log
+probabilities. The numbers come from the inspect functions (inspect/next_token.py,
+inspect/capture.py) and the sampler; here they are only arranged.
 """
+
+from itertools import accumulate
 
 import torch
 
-from glassformer.inspect.capture import AttentionCapture
 from glassformer.config import SampleConfig
+from glassformer.generate.sampler import Piece
+from glassformer.inspect.capture import AttentionCapture
 from glassformer.inspect.next_token import RAW, candidates, kept, label, next_logits
 
 
@@ -43,3 +47,34 @@ def attention(run, ids: list[int], position: int | None = None) -> dict:
         layers.append({"name": name, "heads": heads.tolist()})
     return {"tokens": token_strings(run.tokenizer, ids), "start": start, "position": position,
             "layers": layers}
+
+
+def logprobs(tokenizer, piece: Piece, top: int, offset: int) -> dict:
+    """OpenAI's logprobs of the tokens behind a piece of a completion: each token's text
+    ("tokens"), its log probability ("token_logprobs"), the `top` likeliest tokens at its place
+    and the token itself with theirs ("top_logprobs", token text -> log probability), and where
+    its text begins in the choice's text ("text_offset"; `offset` is where the piece's does).
+
+    The probabilities are the model's own: the log-softmax of its logits at the token's place,
+    before the penalties, temperature, top-k and top-p it was drawn through. That is what OpenAI
+    reports (its logprobs do not change with temperature or top_p; vLLM's default too), so they
+    are finite under any setting, and compare across settings: a token that a filter made sure
+    of still shows how likely the model found it.
+    """
+    if not piece.ids:  # its text was made by a token of the piece before
+        return {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    tokens = token_strings(tokenizer, piece.ids)
+    starts = list(accumulate((len(t) for t in tokens[:-1]), initial=offset))
+    logp = torch.log_softmax(torch.stack(piece.logits).float(), dim=-1)  # (N, V)
+    chosen = logp[torch.arange(len(tokens)), piece.ids].tolist()  # (N,)
+    best = logp.topk(min(top, logp.size(-1)), dim=-1)  # (N, top) values and ids
+    tops = [{tokenizer.decode([i]): p for i, p in zip(ids, values)} | {token: p}
+            for ids, values, token, p in zip(best.indices.tolist(), best.values.tolist(),
+                                             tokens, chosen)]
+    return {"tokens": tokens, "token_logprobs": chosen, "top_logprobs": tops, "text_offset": starts}
+
+
+def joined_logprobs(parts: list[dict]) -> dict:
+    """The logprobs of consecutive pieces (logprobs(...) dicts) as one."""
+    return {key: [value for part in parts for value in part[key]]
+            for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset")}

@@ -52,6 +52,23 @@ def test_sample_streams_a_continuation(run_dir, capsys):
     assert capsys.readouterr().out == first  # the seed makes it repeatable
 
 
+def test_sample_applies_the_presence_and_frequency_penalties(run_dir, capsys):
+    from glassformer.config import SampleConfig
+    from glassformer.generate.sampler import generate
+    from glassformer.train.checkpoint import load_run
+
+    args = ["sample", str(run_dir), "--prompt", "From", "--max-new-tokens", "30",
+            "--temperature", "0.9", "--seed", "3"]
+    assert main([*args, "--presence-penalty", "1.5", "--frequency-penalty", "-2"]) == 0
+    penalized = capsys.readouterr().out
+    run = load_run(run_dir)
+    cfg = SampleConfig(max_new_tokens=30, temperature=0.9, seed=3, presence_penalty=1.5,
+                       frequency_penalty=-2.0)
+    assert penalized == "From" + generate(run.model, run.tokenizer, ["From"], cfg)[0] + "\n"
+    main(args)
+    assert capsys.readouterr().out != penalized
+
+
 def test_eval_reports_loss_perplexity_and_bits(run_dir, text_file, capsys):
     assert main(["eval", str(run_dir)]) == 0
     out = capsys.readouterr().out
@@ -87,6 +104,7 @@ def test_resume_extends_a_run(run_dir, text_file, capsys):
     (["sample", "{run}", "--temperature", "-1"], "temperature must be >= 0"),
     (["sample", "{run}", "--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["sample", "{run}", "--top-k", "0"], "top_k must be >= 1"),
+    (["sample", "{run}", "--presence-penalty", "3"], "presence_penalty must be in [-2, 2]"),
     (["sample", "{run}", "--prompt", "Zebra ж"], "unknown character"),
     (["train", "--out", "{run}", "--resume", "--model.n_layer=3"], "cannot change on --resume"),
 ])

@@ -1,5 +1,6 @@
-"""Logit filters on hand-computed examples: temperature, top-k, top-p, repetition penalty
-(against Hugging Face's rule), and the greedy / sampled pick."""
+"""Logit filters on hand-computed examples: temperature (exactly logits / t, and finite at any
+t), top-k, top-p, repetition penalty (against Hugging Face's rule), presence and frequency
+penalties (OpenAI's rule), and the greedy / sampled pick."""
 
 import math
 
@@ -32,6 +33,32 @@ def hf_repetition_penalty(input_ids, scores, penalty):
 def test_temperature_divides_logits():
     out = filters.temperature(torch.tensor([[1.0, -2.0, 4.0]]), 2.0)
     assert out.tolist() == [[0.5, -1.0, 2.0]]
+
+
+@pytest.mark.parametrize("t", [0.8, 1.0, 1.3])
+def test_temperature_is_bit_for_bit_the_plain_division_at_ordinary_values(t):
+    logits = torch.randn(6, 300, generator=torch.Generator().manual_seed(0)) * 8
+    logits[0, :5] = INF  # filtered out before: stays -inf
+    assert torch.equal(filters.temperature(logits, t), logits / t)
+
+
+@pytest.mark.parametrize("t", [1e-45, 1e-40, 1e-30])  # 1e-45 and 1e-40: float32 subnormals
+@pytest.mark.parametrize("scale", [1.0, 1e9])  # logits / 1e-30 leaves float32 past ~3e8
+def test_a_tiny_temperature_gives_the_near_greedy_distribution(t, scale):
+    logits = torch.tensor([[1.0, 3.0, 2.0, -5.0],
+                           [3.0, 1.0, 3.0, 0.0],   # a tie for the top: shared
+                           [INF, 1.0, 2.0, 0.5],   # an id filtered out before
+                           [0.0, 0.0, 0.0, 0.0]]) * scale  # all equal: uniform
+    scaled = filters.temperature(logits, t)
+    assert not torch.isnan(scaled).any() and not torch.isposinf(scaled).any()
+    probs = filters.distribution(logits, SampleConfig(temperature=t, top_k=3, top_p=0.9))
+    third = torch.tensor(1 / 3).item()  # in float32
+    assert probs.tolist() == [[0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 1.0, 0.0],
+                              [third, third, third, 0.0]]  # top-k 3 keeps the lower ids
+    assert filters.distribution(logits, SampleConfig(temperature=t)).tolist()[3] == [0.25] * 4
+    ids = filters.next_token(logits[:1].repeat(20, 1), SampleConfig(temperature=t),
+                             torch.Generator().manual_seed(0))
+    assert ids.tolist() == [1] * 20
 
 
 def test_temperature_must_be_positive():
@@ -109,6 +136,28 @@ def test_repetition_penalty_matches_hugging_face(penalty):
     input_ids = torch.randint(0, 11, (3, 9), generator=gen)  # with repeats
     out = filters.repetition_penalty(scores, input_ids, penalty)
     assert torch.equal(out, hf_repetition_penalty(input_ids, scores, penalty))
+
+
+def test_presence_and_frequency_penalties_hand_example():
+    logits = torch.tensor([[1.0, 2.0, 3.0, 4.0],
+                           [1.0, 2.0, 3.0, 4.0]])
+    generated = torch.tensor([[1, 3, 1],    # id 1 twice, id 3 once
+                              [2, 0, 2]])   # id 2 twice, id 0 once
+    before = logits.clone()
+    out = filters.presence_frequency_penalty(logits, generated, presence=0.5, frequency=0.25)
+    assert out.tolist() == [[1.0, 2.0 - 0.5 - 0.5, 3.0, 4.0 - 0.25 - 0.5],
+                            [1.0 - 0.25 - 0.5, 2.0, 3.0 - 0.5 - 0.5, 4.0]]
+    assert torch.equal(logits, before)  # the input is not modified
+    negative = filters.presence_frequency_penalty(logits, generated, presence=-1.0, frequency=0.0)
+    assert negative.tolist() == [[1.0, 3.0, 3.0, 5.0], [2.0, 2.0, 4.0, 4.0]]  # once per id
+
+
+def test_presence_and_frequency_penalties_off_or_nothing_generated_change_nothing():
+    logits = torch.tensor([[1.0, -2.0, 3.0]])
+    off = filters.presence_frequency_penalty(logits, torch.tensor([[0, 0, 2]]), 0.0, 0.0)
+    assert off is logits
+    none_yet = torch.zeros(1, 0, dtype=torch.long)  # (B, 0): the first step
+    assert torch.equal(filters.presence_frequency_penalty(logits, none_yet, 2.0, 2.0), logits)
 
 
 def test_next_token_greedy_is_argmax_first_on_ties():

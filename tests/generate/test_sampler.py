@@ -1,5 +1,6 @@
 """Generation: the KV-cache decoder against a naive loop that recomputes the whole context each
-step (inside and past the window), padding invariance of batches, seeds, stop strings, streaming."""
+step (inside and past the window), padding invariance of batches, seeds, penalties, stop strings,
+streaming, and the tokens and logits behind each streamed piece."""
 
 import dataclasses
 
@@ -10,7 +11,7 @@ from torch import nn
 from glassformer.config import ModelConfig, SampleConfig
 from glassformer.errors import GlassformerError
 from glassformer.generate import filters
-from glassformer.generate.sampler import generate, stream
+from glassformer.generate.sampler import generate, stream, stream_pieces
 from glassformer.model.gpt import GPT
 from glassformer.tokenizers.char import CharTokenizer, UnknownCharactersError
 from tests.helpers import KERNELS
@@ -45,9 +46,10 @@ def model(tok):
 
 
 @torch.no_grad()
-def naive_greedy(model, ids, n_new, penalty=1.0):
+def naive_greedy(model, ids, n_new, penalty=1.0, presence=0.0, frequency=0.0):
     """Greedy decoding without a cache: the whole view is recomputed every step. The view
-    slides like the sampler's: past block_size tokens it is cut to the last 3/4 of the window."""
+    slides like the sampler's: past block_size tokens it is cut to the last 3/4 of the window.
+    The repetition penalty sees the whole context; presence and frequency the new tokens."""
     window = model.cfg.block_size
     keep = window * 3 // 4
     context = list(ids)  # everything so far, for the repetition penalty
@@ -56,6 +58,8 @@ def naive_greedy(model, ids, n_new, penalty=1.0):
     for _ in range(n_new):
         logits, _ = model(torch.tensor([view]))  # positions 0 .. len(view)-1
         logits = filters.repetition_penalty(logits[:, -1], torch.tensor([context]), penalty)
+        logits = filters.presence_frequency_penalty(
+            logits, torch.tensor([out], dtype=torch.long), presence, frequency)
         token = int(logits[0].argmax())
         out.append(token)
         context.append(token)
@@ -143,6 +147,30 @@ def test_repetition_penalty_uses_each_rows_whole_context_without_pads(model, tok
     assert out != generate(model, tok, prompts, dataclasses.replace(cfg, repetition_penalty=1.0))
 
 
+def test_presence_and_frequency_penalties_count_each_rows_generated_tokens(model, tok):
+    # Rows of different lengths (one padded) past the window; the naive loop counts out only.
+    prompts = ["cat", "the quick brown fox"]
+    cfg = dataclasses.replace(GREEDY, max_new_tokens=50, presence_penalty=0.5,
+                              frequency_penalty=1.5)
+    out = generate(model, tok, prompts, cfg)
+    assert out == [tok.decode(naive_greedy(model, tok.encode(p), 50, presence=0.5,
+                                           frequency=1.5)) for p in prompts]
+    assert out != generate(model, tok, prompts, dataclasses.replace(GREEDY, max_new_tokens=50))
+
+
+def test_the_prompt_does_not_count_for_presence_and_frequency_penalties(model, tok):
+    prompt = "jumps"
+    first = generate(model, tok, [prompt], dataclasses.replace(GREEDY, max_new_tokens=1))[0]
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([tok.encode(prompt)]))  # (1, T, V)
+    counted = filters.presence_frequency_penalty(logits[:, -1], torch.tensor([tok.encode(prompt)]),
+                                                 2.0, 2.0)
+    assert tok.decode([int(counted.argmax())]) != first  # counting the prompt would change it
+    cfg = dataclasses.replace(GREEDY, max_new_tokens=1, presence_penalty=2.0,
+                              frequency_penalty=2.0)
+    assert generate(model, tok, [prompt], cfg)[0] == first
+
+
 def test_same_seed_same_sample_different_seed_different(model, tok):
     cfg = SampleConfig(max_new_tokens=30, temperature=1.0, seed=7)
     first = generate(model, tok, ["hello", "fox"], cfg)
@@ -206,6 +234,45 @@ def test_stream_releases_held_back_text_that_was_not_a_stop(model, tok):
     pieces = list(stream(model, tok, "hello", cfg))
     assert "".join(pieces) == full
     assert len(pieces) < 40  # some characters were held back, then released together
+
+
+def drained(generator) -> tuple[list, object]:
+    """The items of a generator, and its return value."""
+    items = []
+    while True:
+        try:
+            items.append(next(generator))
+        except StopIteration as done:
+            return items, done.value
+
+
+def test_stream_pieces_carry_their_tokens_and_the_logits_they_were_drawn_from(model, tok):
+    cfg = SampleConfig(max_new_tokens=20, temperature=1.0, seed=2, repetition_penalty=2.0)
+    pieces, finish = drained(stream_pieces(model, tok, "hello", cfg))
+    assert [p.text for p in pieces] == list(stream(model, tok, "hello", cfg))
+    assert all(tok.decode(p.ids) == p.text for p in pieces)  # one character a token
+    ids = [i for p in pieces for i in p.ids]
+    assert len(ids) == finish.tokens == 20
+    context = tok.encode("hello")  # 5 + 20 tokens: inside the window
+    for token, logits in zip(ids, [row for p in pieces for row in p.logits]):
+        with torch.no_grad():
+            expected, _ = model(torch.tensor([context]))  # (1, T, V)
+        assert torch.allclose(logits, expected[0, -1], atol=1e-5)  # before the penalty
+        context.append(token)
+
+
+def test_stream_pieces_give_the_tokens_of_the_text_shown(model, tok):
+    full = generate(model, tok, ["hello"], dataclasses.replace(GREEDY, max_new_tokens=40))[0]
+    stop, near_miss = full[20:23], full[-1] + "\x00"
+    for stops, shown, made, reason in [((stop,), full[:full.find(stop)], full.find(stop) + 3,
+                                        "stop"), ((near_miss,), full, 40, "length")]:
+        cfg = dataclasses.replace(GREEDY, max_new_tokens=40, stop=stops)
+        pieces, finish = drained(stream_pieces(model, tok, "hello", cfg))
+        assert "".join(p.text for p in pieces) == shown and finish.reason == reason
+        assert len(pieces) < len(shown)  # some text was held back ...
+        assert all(tok.decode(p.ids) == p.text for p in pieces)  # ... and came with its tokens
+        assert sum(len(p.ids) for p in pieces) == len(shown)  # the stop string's in no piece
+        assert finish.tokens == made
 
 
 def test_empty_prompt_is_an_error(model, tok):

@@ -117,7 +117,20 @@ TOO_LONG = "From " * 41  # 205 characters; LIMITS.max_prompt_chars is 200
     (b"\xff\xfe{", 400, None, "not valid JSON"),
     (b"[1, 2]", 400, None, "JSON object"),
     ({"prompt": "From", "temperatur": 1}, 400, "temperatur", "did you mean 'temperature'"),
-    ({"prompt": "From", "n": 2}, 400, "n", "unknown field 'n'"),
+    ({"prompt": "From", "max_token": 5}, 400, "max_token", "did you mean 'max_tokens'"),
+    ({"prompt": "From", "n": 2}, 400, "n", "one completion per request (n=1), got 2"),
+    ({"prompt": "From", "n": 0}, 400, "n", "greater than or equal to 1"),
+    ({"prompt": "From", "best_of": 3}, 400, "best_of", "(best_of=1), got 3"),
+    ({"prompt": "From", "suffix": " end"}, 400, "suffix", "send suffix null"),
+    ({"prompt": "From", "logit_bias": {"5": -100}}, 400, "logit_bias", "null or {} only"),
+    ({"prompt": "From", "echo": True, "logprobs": 1}, 400, "echo", "echo false or logprobs null"),
+    ({"prompt": "From", "logprobs": 6}, 400, "logprobs", "less than or equal to 5"),
+    ({"prompt": "From", "logprobs": -1}, 400, "logprobs", "greater than or equal to 0"),
+    ({"prompt": "From", "presence_penalty": 2.5}, 400, "presence_penalty", "less than or equal"),
+    ({"prompt": "From", "frequency_penalty": -3}, 400, "frequency_penalty", "greater than or"),
+    ({"prompt": "From", "user": 5}, 400, "user", "valid string"),
+    ({"prompt": "From", "stream_options": {"usage": True}}, 400, "stream_options",
+     "unknown field 'stream_options.usage'"),
     ({}, 400, "prompt", "required"),
     ({"prompt": 5}, 400, "prompt", "valid string"),
     ({"prompt": ["From", "fair"]}, 400, "prompt", "valid string"),
@@ -214,6 +227,42 @@ def test_the_distribution_is_the_inspect_functions_numbers(client, run, setting)
 def test_at_temperature_0_the_distribution_is_all_on_the_top_token(client):
     view = client.post("/v1/distribution", json={"text": PROMPT, "temperature": 0}).json()
     assert view["kept"] == 1
+    assert [c["filtered"] for c in view["candidates"]] == [1.0] + [0.0] * 9
+
+
+def finite_json(text: str):
+    """`text` parsed as JSON that has only finite numbers (NaN and Infinity are errors)."""
+    def refuse(name):
+        raise ValueError(f"{name} in the answer")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+TINY_TEMPERATURES = [1e-45, 1e-40, 1e-30]  # the first two are float32 subnormals
+
+
+@pytest.mark.parametrize("t", TINY_TEMPERATURES)
+def test_a_tiny_temperature_completes_as_greedy_decoding_does(client, t):
+    greedy = complete(client, max_tokens=12, temperature=0)["choices"][0]["text"]
+    response = client.post("/v1/completions", json={
+        "prompt": PROMPT, "max_tokens": 12, "temperature": t, "seed": 1, "logprobs": 2})
+    assert response.status_code == 200, response.text
+    [choice] = finite_json(response.text)["choices"]
+    assert choice["text"] == greedy and choice["finish_reason"] == "length"
+    assert len(choice["logprobs"]["token_logprobs"]) == 12
+    events = streamed(client, max_tokens=12, temperature=t, seed=1, logprobs=2)
+    assert events[-1] == "[DONE]" and "error" not in events[-2]
+    finite_json(json.dumps(events))  # (json.dumps writes NaN and Infinity as such)
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == greedy
+
+
+@pytest.mark.parametrize("t", TINY_TEMPERATURES)
+def test_at_a_tiny_temperature_the_distribution_is_all_on_the_top_token(client, run, t):
+    response = client.post("/v1/distribution", json={"text": PROMPT, "temperature": t})
+    assert response.status_code == 200, response.text
+    view = finite_json(response.text)
+    top = int(next_logits(run.model, run.tokenizer.encode(PROMPT)).argmax())
+    assert view["kept"] == 1 and view["candidates"][0]["id"] == top
     assert [c["filtered"] for c in view["candidates"]] == [1.0] + [0.0] * 9
 
 
