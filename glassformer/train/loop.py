@@ -22,7 +22,7 @@ from glassformer.train import distributed
 from glassformer.train.device import autocast
 from glassformer.train.flops import flops_per_token, training_peak
 from glassformer.train.optim import lr_at, make_optimizer
-from glassformer.train.progress import Progress, describe_run, format_duration
+from glassformer.train.progress import Progress, describe_run
 from glassformer.train.tasks import TASKS
 
 
@@ -104,21 +104,13 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
                 last_eval |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
                 if world.main:
                     ckpt.append_metrics(run_dir, last_eval)
-                progress.print(f"step {step}: " + ", ".join(
-                    f"{k.replace('_', ' ')} {v:.4f}" for k, v in last_eval.items()
-                    if k not in ("step", "elapsed_s")))
-                shown = task.show(core) if tc.sample_tokens else ""
-                if shown:
-                    progress.print("---- sample ----\n" + shown + "\n----------------")
+                progress.evaluation(last_eval, task.show(core) if tc.sample_tokens else "")
                 model.train()
             if (tc.save_every and step % tc.save_every == 0) or step == tc.max_steps:
                 ckpt.save_checkpoint(run_dir, model, optimizer, step, ckpt.get_rng_state(batches))
                 saved_step = step
         if last_eval:
-            progress.print(f"done: step {step}, val loss {last_eval['val_loss']:.4f} "
-                           f"({last_eval['val_loss'] / math.log(2):.3f} bits/token) in "
-                           f"{format_duration(time.perf_counter() - started)}; "
-                           f"run saved in {run_dir}")
+            progress.done(last_eval, time.perf_counter() - started, run_dir)
     distributed.teardown(world)
     return last_eval
 

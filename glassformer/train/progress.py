@@ -1,6 +1,7 @@
 """A one-line progress display: step, loss, tokens/s, model FLOPs utilisation (MFU, see
 train/flops.py) and ETA, redrawn in place on a terminal."""
 
+import math
 import time
 
 from glassformer.model import count_parameters
@@ -48,6 +49,20 @@ class Progress:
     def mfu(self, rate: float) -> float:
         """The share of the peak that `rate` tokens/s use (0 when the peak is unknown)."""
         return self.flops_per_token * rate / self.peak if self.peak else 0.0
+
+    def evaluation(self, metrics: dict, sample: str) -> None:
+        """An evaluation's line (its metrics but the step and time) and the sample it wrote."""
+        self.print(f"step {metrics['step']}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items()
+            if k not in ("step", "elapsed_s")))
+        if sample:
+            self.print("---- sample ----\n" + sample + "\n----------------")
+
+    def done(self, last_eval: dict, seconds: float, run_dir) -> None:
+        """The last line of a run: its final validation loss, time and directory."""
+        val = last_eval["val_loss"]
+        self.print(f"done: step {last_eval['step']}, val loss {val:.4f} ({val / math.log(2):.3f} "
+                   f"bits/token) in {format_duration(seconds)}; run saved in {run_dir}")
 
     def print(self, text: str) -> None:
         """Print `text` on its own lines (clearing the bar on a terminal)."""
