@@ -145,6 +145,8 @@ def test_model_ranges(field, value, match):
     ("batch_size", 0, "batch_size must be a positive integer"),
     ("warmup_steps", -1, "warmup_steps must be >= 0"),
     ("device", "tpu", "device must be"),
+    ("seed", 2**64, r"seed must be in \[0, 2\*\*64\)"),
+    ("seed", -1, r"seed must be in \[0, 2\*\*64\)"),
 ])
 def test_train_ranges(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -340,6 +342,8 @@ def test_gpt2_preset_values():
     ({"repetition_penalty": 0.0}, r"SampleConfig\.repetition_penalty must be positive"),
     ({"stop": ("end", "")}, r"SampleConfig\.stop must not contain empty strings"),
     ({"top_k": 2.0}, r"SampleConfig\.top_k must be"),
+    ({"seed": 2**64}, r"SampleConfig\.seed must be in \[0, 2\*\*64\) \(or None"),
+    ({"seed": -1}, r"SampleConfig\.seed must be in \[0, 2\*\*64\)"),
 ])
 def test_sample_config_rejects(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -350,6 +354,7 @@ def test_sample_config_edges_are_valid():
     assert SampleConfig(temperature=0).temperature == 0  # greedy
     assert SampleConfig(top_p=1.0, top_k=1).top_k == 1
     assert SampleConfig(top_k=None).top_k is None
+    assert SampleConfig(seed=2**64 - 1).seed == 2**64 - 1  # torch's largest seed
     assert from_dict(SampleConfig, {"stop": ["\n\n"]}).stop == ("\n\n",)  # JSON list -> tuple
 
 

@@ -13,7 +13,8 @@ gathered whole (full state dicts, optimizer state keyed by parameter name), so a
 in N processes continues in 1, or the other way round.
 
 Writes are atomic. The weights and the trainer state are both written to temporary files before
-either is renamed into place, so a crash while saving leaves the previous checkpoint whole.
+either is renamed into place, so a crash while saving leaves the previous checkpoint whole; a
+write that fails (a full disk) is one error line (train/write_failures.py).
 """
 
 import dataclasses
@@ -32,9 +33,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from glassformer.atomic import atomic_path, write_text_atomic
 from glassformer.config import RunConfig, apply_overrides
-from glassformer.errors import GlassformerError
+from glassformer.errors import GlassformerError, writes_to
 from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
+from glassformer.train.write_failures import write_failures_explained
 
 CONFIG, TOKENIZER, MODEL, STATE, METRICS, ADAPTERS = (
     "config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl",
@@ -55,9 +57,10 @@ class Run:
 def start_run(run_dir, cfg: RunConfig, tokenizer) -> None:
     """Create the run directory with its config and tokenizer."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / CONFIG)
-    tokenizer.save(run_dir / TOKENIZER)
+    with writes_to(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / CONFIG)
+        tokenizer.save(run_dir / TOKENIZER)
 
 
 def has_checkpoint(run_dir) -> bool:
@@ -97,11 +100,13 @@ def save_checkpoint(run_dir, model, optimizer, step: int, rng: dict) -> None:
     tied = tied_aliases(model)
     weights = {name: t.contiguous() for name, t in weights.items() if name not in tied}
     run_dir = Path(run_dir)
-    with atomic_path(run_dir / MODEL) as model_tmp, atomic_path(run_dir / STATE) as state_tmp:
+    with (write_failures_explained(run_dir, has_checkpoint(run_dir)),
+          atomic_path(run_dir / MODEL) as model_tmp, atomic_path(run_dir / STATE) as state_tmp):
         save_file(weights, str(model_tmp), metadata={"step": str(step)})
         torch.save(state, state_tmp)
     if any(isinstance(m, lora.LoRALinear) for m in model.modules()):
-        with atomic_path(run_dir / ADAPTERS) as tmp:
+        with (write_failures_explained(run_dir, has_checkpoint(run_dir)),
+              atomic_path(run_dir / ADAPTERS) as tmp):
             lora.save_adapters(model, tmp, step)
 
 
