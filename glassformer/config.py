@@ -38,6 +38,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char", "bpe"]
 Parallel = Literal["ddp", "fsdp"]
 LORA_TARGETS = ("q", "k", "v", "o", "fc", "up", "proj")
+SEEDS = 2**64  # torch seeds a generator with an unsigned 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,10 @@ class TrainConfig:
     """Several processes (torchrun): each holds the whole model and the gradients are averaged
     (DistributedDataParallel), or each holds 1/N of the weights, gradients and optimizer state
     (FSDP2, for models that do not fit one device). One process: no effect."""
+    ignore_memory_check: bool = False
+    """Train even when the estimated peak of a training step is more than the memory free on
+    the device, which is refused by default before the model is built (train/memory_check.py):
+    for a setup measured to fit (`glassformer inspect memory --measure`) or swap to spare."""
     compile: bool = False
     """torch.compile the training step's forward and backward (evaluation and sampling stay
     eager); one process only. Pays a compile at the start (~30 s on a CPU); measure with
@@ -291,6 +296,8 @@ class TrainConfig:
         for name in ("warmup_steps", "save_every", "eval_every", "sample_tokens"):
             require(self, name, getattr(self, name) >= 0, "must be >= 0")
         require(self, "lr", self.lr > 0, "must be positive")
+        require(self, "seed", 0 <= self.seed < SEEDS,
+                 "must be in [0, 2**64), the seeds torch takes")
         require(self, "bpe_vocab_size", self.bpe_vocab_size >= 256,
                  "must be >= 256 (the byte tokens alone)")
         require(self, "min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, lr={self.lr}]")
@@ -345,6 +352,8 @@ class SampleConfig:
             require(self, name, -2 <= getattr(self, name) <= 2,
                     "must be in [-2, 2] (0 disables it)")
         require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
+        require(self, "seed", self.seed is None or 0 <= self.seed < SEEDS,
+                 "must be in [0, 2**64) (or None for a fresh one), the seeds torch takes")
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,8 @@ def test_model_ranges(field, value, match):
     ("batch_size", 0, "batch_size must be a positive integer"),
     ("warmup_steps", -1, "warmup_steps must be >= 0"),
     ("device", "tpu", "device must be"),
+    ("seed", 2**64, r"seed must be in \[0, 2\*\*64\)"),
+    ("seed", -1, r"seed must be in \[0, 2\*\*64\)"),
 ])
 def test_train_ranges(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -343,6 +345,8 @@ def test_gpt2_preset_values():
     ({"frequency_penalty": float("nan")}, r"SampleConfig\.frequency_penalty must be in"),
     ({"stop": ("end", "")}, r"SampleConfig\.stop must not contain empty strings"),
     ({"top_k": 2.0}, r"SampleConfig\.top_k must be"),
+    ({"seed": 2**64}, r"SampleConfig\.seed must be in \[0, 2\*\*64\) \(or None"),
+    ({"seed": -1}, r"SampleConfig\.seed must be in \[0, 2\*\*64\)"),
 ])
 def test_sample_config_rejects(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -354,6 +358,7 @@ def test_sample_config_edges_are_valid():
     assert SampleConfig(top_p=1.0, top_k=1).top_k == 1
     assert SampleConfig(top_k=None).top_k is None
     assert SampleConfig(presence_penalty=-2, frequency_penalty=2.0).presence_penalty == -2
+    assert SampleConfig(seed=2**64 - 1).seed == 2**64 - 1  # torch's largest seed
     assert from_dict(SampleConfig, {"stop": ["\n\n"]}).stop == ("\n\n",)  # JSON list -> tuple
 
 

@@ -28,13 +28,14 @@ import argparse
 import sys
 
 from glassformer.cli import convert, finetune, generate, inspect, serve, tokenizer, train
-from glassformer.cli.options import no_extra, parse_overrides
+from glassformer.cli.options import no_extra, parse_overrides, shows_any_text
 from glassformer.errors import GlassformerError
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    shows_any_text(sys.stdout)
     try:
         takes_overrides = args.command in ("train", "inspect", "compare", "finetune")
         args.overrides = parse_overrides(extra) if takes_overrides else no_extra(extra)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 
 from glassformer.cli.options import add_sampling_options, load_run_for, sample_config
@@ -59,6 +60,8 @@ def cmd_chat(args) -> int:
 
     cfg = sample_config(args)
     run = load_run_for("chat", args.run_dir, ("gpt",))
+    if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 arrives as surrogate
+        sys.stdin.reconfigure(errors="surrogateescape")  # escapes: one error line, not the end
     print(f"{args.run_dir}: type a prompt and press Enter; /quit or Ctrl-D to end, Ctrl-C to "
           "stop a continuation")
     chat(run.model, run.tokenizer, typed_prompts(), cfg, sys.stdout)

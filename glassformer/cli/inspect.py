@@ -16,9 +16,9 @@ from pathlib import Path
 from glassformer import config as C
 from glassformer.cli.options import with_flags
 from glassformer.errors import GlassformerError
-from glassformer.inspect.memory import BYTES
 from glassformer.inspect.recipes import COMPARISONS
 from glassformer.inspect.source import input_ids, load_source
+from glassformer.train.memory import BYTES
 
 SCHEMES = tuple(s for s in typing.get_args(C.Position) if s != "none")  # positions.SCHEMES, without torch
 
@@ -120,7 +120,8 @@ def cmd_params(args) -> int:
 
 
 def cmd_memory(args) -> int:
-    from glassformer.inspect.memory import estimate, measure_peak, report
+    from glassformer.inspect.memory import measure_peak, report
+    from glassformer.train.memory import estimate
 
     source, out = _source(args, "meta")  # the estimate needs the config only
     batch = args.batch or source.cfg.train.batch_size

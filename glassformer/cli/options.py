@@ -1,7 +1,9 @@
-"""What the command groups share: dotted config overrides, the sampling options, and loading
-a run of the families a command can use."""
+"""What the command groups share: dotted config overrides, the sampling options, loading a run
+of the families a command can use, and an output that can print any text."""
 
 from __future__ import annotations
+
+import io
 
 from glassformer import config as C
 from glassformer.errors import ConfigError, GlassformerError
@@ -74,3 +76,13 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...]):
                                f"this one is a {run.cfg.model.family} model "
                                f"(task {run.cfg.train.task!r})")
     return run
+
+
+def shows_any_text(stream) -> None:
+    """Let `stream` (stdout) print any text: a character its encoding cannot show (an ASCII or
+    Latin-1 terminal, PYTHONIOENCODING=ascii) prints as "?" instead of ending the command with
+    UnicodeEncodeError. Model text can hold any character the training text held, and a sample
+    with a few "?" reads better than none; "\\u0436"-style escapes (errors="backslashreplace",
+    Python's choice for stderr) would turn a whole Cyrillic or Chinese sample into escapes."""
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="replace")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from glassformer.errors import ConfigError
 from glassformer.serve.limits import Limits
 
 
@@ -31,6 +32,8 @@ def add_commands(sub) -> None:
 def cmd_serve(args) -> int:
     from glassformer.serve.api import serve
 
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {args.port}")
     limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens=args.max_tokens,
                     max_concurrent=args.max_concurrent)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

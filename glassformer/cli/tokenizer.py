@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from glassformer.errors import writes_to
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
@@ -24,7 +26,8 @@ def cmd_tokenizer_train(args) -> int:
     started = time.perf_counter()
     tokenizer = HFTokenizer.train_bpe(text, args.vocab_size)
     seconds = time.perf_counter() - started
-    tokenizer.save(args.out)
+    with writes_to(args.out):
+        tokenizer.save(args.out)
     n_tokens = len(tokenizer.encode(text))
     print(f"trained a byte-level BPE of {tokenizer.vocab_size:,} tokens on {len(text):,} "
           f"characters in {seconds:.1f} s ({len(text) / n_tokens:.2f} characters per token); "

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.typed import field_names
 from glassformer.cli.options import load_run_for, with_flags
+from glassformer.errors import ConfigError
+from glassformer.typed import field_names
 
 
 def add_commands(sub) -> None:
@@ -63,7 +64,10 @@ def without_option(argv: list[str], option: str) -> list[str]:
 def cmd_train(args) -> int:
     from glassformer.train.checkpoint import resume_config
     from glassformer.train.loop import train
+    from glassformer.train.memory_check import out_of_memory_explained
 
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1:  # torchrun starts this command again in each process, without --nproc
         from glassformer.train.distributed import launch
 
@@ -77,7 +81,8 @@ def cmd_train(args) -> int:
     else:
         cfg = C.apply_overrides(C.preset(args.preset), overrides)
     try:
-        train(cfg, out, resume=args.resume)
+        with out_of_memory_explained(out):
+            train(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint in {out} is whole: continue with "
               f"`glassformer train --out {out} --resume`", file=sys.stderr)

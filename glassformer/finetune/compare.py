@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from glassformer.config import RunConfig
-from glassformer.errors import GlassformerError
+from glassformer.errors import GlassformerError, writes_to
 from glassformer.finetune.run import finetune_config
 
 
@@ -27,6 +27,8 @@ def compare_methods(base_run, out_dir, *, task: str | None = None, text=None,
     from glassformer.train.loop import train
 
     out_dir = Path(out_dir)
+    with writes_to(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     cfgs = {"full": finetune_config(base_run, "full", task=task, text=text, overrides=overrides)}
     cfgs |= {f"lora-r{r}": finetune_config(base_run, "lora", task=task, text=text, rank=r,
                                            overrides=overrides) for r in ranks}
@@ -96,7 +98,7 @@ def peak_training_memory(cfg: RunConfig, steps: int = 2) -> int:
 
 
 def report(results: list[dict], cfg: RunConfig, base_run) -> str:
-    from glassformer.inspect.params import format_bytes
+    from glassformer.train.memory import format_bytes
 
     tc, m = cfg.train, cfg.model
     accuracy = any(r["val_accuracy"] is not None for r in results)

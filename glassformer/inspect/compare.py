@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.errors import GlassformerError
+from glassformer.errors import GlassformerError, writes_to
 
 
 def parse_recipe(spec: str) -> tuple[str, dict[str, str]]:
@@ -56,6 +56,8 @@ def run_comparison(recipes: dict[str, dict], base: C.RunConfig, out_dir, *, titl
         if (out_dir / slug(name) / "model.safetensors").exists():
             raise GlassformerError(f"{out_dir / slug(name)} already holds a run; choose another "
                                    "--out for a new comparison")
+    with writes_to(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name, cfg in cfgs.items():
         if name == match_size:

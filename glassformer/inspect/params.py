@@ -11,6 +11,8 @@ Embeddings V*C, learned positions block_size*C, final norm (pre-norm only), LM h
 tied to the embeddings. GPT-2 small: 124,439,808.
 """
 
+from glassformer.train.memory import format_bytes
+
 
 def closed_form_count(cfg) -> int:
     """The parameter count of a GPT with config `cfg`, from the formulas above."""
@@ -97,13 +99,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
                                for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
                      for line in lines)
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
 
 
 def _group(module_name: str) -> tuple[str, list[int]]:

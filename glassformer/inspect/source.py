@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.errors import GlassformerError
+from glassformer.errors import GlassformerError, writes_to
 
 
 @dataclass
@@ -72,7 +72,8 @@ class Source:
         RUN/inspect for a run and inspect/PRESET for a preset."""
         default = (self.run_dir / "inspect") if self.trained else Path("inspect") / self.name
         path = Path(out) if out else default
-        path.mkdir(parents=True, exist_ok=True)
+        with writes_to(path):
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
 

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from glassformer.atomic import write_text_atomic
 from glassformer.errors import GlassformerError
 from glassformer.tokenizers.char import read_tokenizer_json
+from glassformer.tokenizers.utf8 import check_utf8
 
 CHUNK = 1 << 16  # characters per piece when a long text is encoded in parallel
 LINE_START = re.compile(r"\n(?=\S)")  # a cut here never splits a byte-level pre-token
@@ -62,6 +63,7 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         """The ids of `text`. A long text under a byte-level pre-tokenizer is cut at line starts
         and encoded in parallel: the same ids, about 3x sooner on the complete works."""
+        check_utf8(text)  # the library would fail on it with a TypeError
         if self.splits_at_lines and len(text) > CHUNK:
             return [i for e in self.tokenizer.encode_batch(_pieces(text), add_special_tokens=False)
                     for i in e.ids]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from glassformer.atomic import write_text_atomic
 from glassformer.errors import GlassformerError
+from glassformer.tokenizers.utf8 import check_utf8
 
 SHOWN = 20  # unknown characters listed in an error message
 
@@ -58,6 +59,7 @@ class CharTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """One id per character; UnknownCharactersError if any is not in the vocabulary."""
+        check_utf8(text)
         try:
             return [self.ids[c] for c in text]
         except KeyError:

@@ -15,7 +15,8 @@ in N processes continues in 1, or the other way round.
 A checkpoint (weights, trainer state, adapters) is written as one set (atomic.atomic_files): a
 crash at any instant leaves the previous checkpoint or the new one, never a mix, once a training
 process has opened the run again (`writing` finishes or undoes the interrupted save). One process
-writes a run at a time: `writing` locks the directory.
+writes a run at a time: `writing` locks the directory. A write that fails (a full disk) is one
+error line (train/write_failures.py).
 """
 
 import contextlib
@@ -38,9 +39,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from glassformer.atomic import atomic_files, recover, write_text_atomic
 from glassformer.config import RunConfig, apply_overrides
-from glassformer.errors import GlassformerError
+from glassformer.errors import GlassformerError, writes_to
 from glassformer.model import build, lora
 from glassformer.tokenizers import load_tokenizer
+from glassformer.train.write_failures import write_failures_explained
 
 CONFIG, TOKENIZER, MODEL, STATE, METRICS, ADAPTERS, LOCK = (
     "config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl",
@@ -92,11 +94,12 @@ def start_run(run_dir, cfg: RunConfig, tokenizer) -> None:
     """Create the run directory with its config and tokenizer, and an empty log (an earlier
     attempt that died before its first checkpoint leaves nothing behind)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / CONFIG)
-    tokenizer.save(run_dir / TOKENIZER)
-    for stale in (METRICS, ADAPTERS):
-        (run_dir / stale).unlink(missing_ok=True)
+    with writes_to(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / CONFIG)
+        tokenizer.save(run_dir / TOKENIZER)
+        for stale in (METRICS, ADAPTERS):
+            (run_dir / stale).unlink(missing_ok=True)
 
 
 def has_checkpoint(run_dir) -> bool:
@@ -138,8 +141,9 @@ def save_checkpoint(run_dir, model, optimizer, step: int, rng: dict) -> None:
     weights = {name: t.contiguous() for name, t in weights.items() if name not in tied}
     run_dir = Path(run_dir)
     adapted = any(isinstance(m, lora.LoRALinear) for m in model.modules())
-    with atomic_files([run_dir / MODEL, run_dir / STATE]
-                      + ([run_dir / ADAPTERS] if adapted else [])) as temps:
+    with (write_failures_explained(run_dir, has_checkpoint(run_dir)),
+          atomic_files([run_dir / MODEL, run_dir / STATE]
+                       + ([run_dir / ADAPTERS] if adapted else [])) as temps):
         save_file(weights, str(temps[0]), metadata={"step": str(step)})
         torch.save(state, temps[1])
         if adapted:

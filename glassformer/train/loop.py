@@ -21,6 +21,7 @@ from glassformer.train import checkpoint as ckpt
 from glassformer.train import distributed
 from glassformer.train.device import autocast
 from glassformer.train.flops import flops_per_token, training_peak
+from glassformer.train.memory_check import check_memory
 from glassformer.train.optim import lr_at, make_optimizer
 from glassformer.train.progress import Progress, describe_run
 from glassformer.train.tasks import TASKS
@@ -50,6 +51,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
     with ckpt.writing(run_dir) if world.main else contextlib.nullcontext() as recovered:
         distributed.wait_for_all(world)  # the others read the run once it is whole
         cfg, task = open_run(cfg, run_dir, resume, world)
+        check_memory(cfg, device, world)  # before the model is built: refuse what cannot fit
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         model = ckpt.build_run_model(cfg)
         started_from = ckpt.init_from(model, tc.init_from) if tc.init_from and not resume else ""

@@ -1,16 +1,23 @@
 """The command line: the documented spellings work end to end, and every bad input is one clear
 line on stderr, never a traceback."""
 
+import errno
 import json
+import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from glassformer.cli import main
-from tests.helpers import one_error_line
+from glassformer.train import checkpoint as ckpt
+from glassformer.train import loop
+from tests.helpers import SONNET, one_error_line
 
 TINY = ["--preset", "tiny", "--train.device=cpu"]
+FRESH = [*TINY, "--text", "{text}", "--out", "{missing}"]  # a new run: test text, new directory
 
 
 @pytest.fixture
@@ -107,16 +114,89 @@ def test_resume_extends_a_run(run_dir, text_file, capsys):
     (["sample", "{run}", "--presence-penalty", "3"], "presence_penalty must be in [-2, 2]"),
     (["sample", "{run}", "--prompt", "Zebra ж"], "unknown character"),
     (["train", "--out", "{run}", "--resume", "--model.n_layer=3"], "cannot change on --resume"),
+    (["train", *FRESH, "--model.n_embd=65536"], "training needs about 1537.2 GiB (estimated"),
+    (["train", *FRESH, "--train.batch_size=100000", "--model.block_size=512"],
+     "activations of batch 100000 x block 512"),
+    (["train", *TINY, "--text", "{text}", "--out", "{file}"],
+     "cannot write {file}: it is a file; choose another --out"),
+    (["tokenizer", "train", "--vocab-size", "300", "--text", "{text}", "--out", "{file}/t.json"],
+     "cannot write {file}/t.json: {file} is a file; choose another --out"),
+    (["inspect", "params", "tiny", "--out", "{file}"], "cannot write {file}: it is a file"),
+    (["train", *FRESH, "--nproc", "0"], "--nproc must be >= 1, got 0"),
+    (["train", *FRESH, "--nproc", "-2"], "--nproc must be >= 1, got -2"),
+    (["train", *FRESH, "--train.seed=18446744073709551616"], "seed must be in [0, 2**64)"),
+    (["sample", "{run}", "--seed", "18446744073709551616"], "seed must be in [0, 2**64)"),
+    (["serve", "{run}", "--port", "70000"], "--port must be in 1..65535, got 70000"),
 ])
-def test_bad_input_is_one_clear_line(args, expected, tmp_path, run_dir, capsys):
+def test_bad_input_is_one_clear_line(args, expected, tmp_path, run_dir, text_file, capsys):
     (tmp_path / "small.txt").write_text("too short for one block")
     (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "a-file").write_text("not a directory")
     paths = {"missing": tmp_path / "nowhere", "small": tmp_path / "small.txt",
-             "empty": tmp_path / "empty.txt", "run": run_dir}
-    args = [a.format(**paths) if a.startswith("{") else a for a in args]
+             "empty": tmp_path / "empty.txt", "run": run_dir, "text": text_file,
+             "file": tmp_path / "a-file"}
+    args = [a.format(**paths) for a in args]
     capsys.readouterr()
     assert main(args) == 2
-    assert expected in one_error_line(capsys)
+    assert expected.format(**paths) in one_error_line(capsys)
+
+
+def test_out_in_a_read_only_directory_is_one_clear_line(tmp_path, text_file, monkeypatch,
+                                                        capsys):
+    """As root a read-only mode does not stop a write, so the refusal is what mkdir raises in a
+    read-only directory."""
+    out = tmp_path / "read-only" / "run"
+    mkdir = pathlib.Path.mkdir
+
+    def refused_for_out(path, *args, **kwargs):
+        if path == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refused_for_out)
+    assert main(["train", *TINY, "--text", str(text_file), "--out", str(out)]) == 2
+    assert f"cannot write {out}: permission denied; choose another --out" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("failure", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                 "allocate memory: you tried to allocate 1125899906842624 bytes."),
+    MemoryError(),
+])
+def test_running_out_of_memory_while_training_is_one_clear_line(failure, tmp_path, text_file,
+                                                                monkeypatch, capsys):
+    steps = []
+
+    def fails_at_step_5(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 5:
+            raise failure
+        return real_step(*args, **kwargs)
+
+    real_step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", fails_at_step_5)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--text", str(text_file), "--out", str(out), "--max-steps", "6",
+                 "--save-every", "3"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: out of memory while training")
+    assert f"the last checkpoint in {out} is whole" in line and "--resume" in line
+    assert ckpt.load_run(out).step == 3
+
+
+def test_model_text_an_ascii_terminal_cannot_show_prints_as_question_marks(tmp_path):
+    """`PYTHONIOENCODING=ascii glassformer sample` on a run whose text is not ASCII: what the
+    terminal cannot show prints as "?" (stdout's errors="replace"), not UnicodeEncodeError."""
+    text = tmp_path / "accents.txt"
+    text.write_text(SONNET.replace("e", "é") * 20, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--text", str(text), "--out", str(run), "--max-steps", "2"]) == 0
+    result = subprocess.run([sys.executable, "-m", "glassformer", "sample", str(run), "--prompt",
+                             "thé", "--max-new-tokens", "5", "--seed", "1"], capture_output=True,
+                            env=os.environ | {"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.startswith(b"th?") and len(result.stdout) == len("thé") + 5 + 1
 
 
 def test_corrupt_checkpoint_is_one_clear_line(run_dir, capsys):

@@ -5,7 +5,8 @@ import typing
 import pytest
 
 from glassformer.config import Activation, ModelConfig, apply_overrides, preset
-from glassformer.inspect.memory import SAVED_FFN, estimate, measure_peak
+from glassformer.inspect.memory import measure_peak
+from glassformer.train.memory import SAVED_FFN, estimate
 
 
 @pytest.mark.parametrize("name", ["tiny", "shakespeare-char"])

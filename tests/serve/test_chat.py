@@ -3,12 +3,16 @@
 import io
 
 import pytest
+import torch
 
 from glassformer.cli import main
-from glassformer.config import SampleConfig
+from glassformer.config import ModelConfig, SampleConfig
 from glassformer.generate.sampler import generate
+from glassformer.model.gpt import GPT
 from glassformer.serve import api
 from glassformer.serve.chat import chat
+from glassformer.tokenizers import HFTokenizer
+from tests.helpers import SONNET
 
 CFG = SampleConfig(max_new_tokens=12, temperature=0.9, seed=2)
 
@@ -24,6 +28,49 @@ def test_chat_streams_each_continuation_until_quit(run):
     assert answers.startswith(expected[0] + "\n" + error)
     assert answers.endswith("\n" + expected[1])
     assert answers.count("error:") == 1
+
+
+def test_a_prompt_that_is_not_utf8_gets_one_error_line_and_the_chat_goes_on():
+    """On a byte-level BPE model, which reads any text: bytes that are not UTF-8 (here as
+    Python's surrogate escapes) are refused by the tokenizer, in one line."""
+    tok = HFTokenizer.train_bpe(SONNET, 300)
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,
+                            n_embd=16)).eval()
+    out = io.StringIO()
+    chat(model, tok, ["From", "\udce0\udca6", "fair"], CFG, out)
+    lines = out.getvalue().split("\n")
+    assert len(lines) == 4 and lines[-1] == ""  # three answers, each ending with a newline
+    assert lines[1].startswith("error: the text is not valid UTF-8: byte 0xe0")
+    assert [line.startswith("error:") for line in lines] == [False, True, False, False]
+
+
+def test_the_chat_command_reads_a_line_that_is_not_utf8_as_one_error(run_dir, run, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"From\n\xe0\xa6\nfair\n"),
+                                                      encoding="utf-8"))
+    assert main(["chat", str(run_dir), "--max-new-tokens", "12", "--temperature", "0.9",
+                 "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("error: the text is not valid UTF-8: byte 0xe0 at character 1") == 1
+    for prompt in ("From", "fair"):
+        assert generate(run.model, run.tokenizer, [prompt], CFG)[0] + "\n" in out
+
+
+def test_the_chat_command_prints_what_an_ascii_terminal_cannot_show_as_question_marks(
+        run_dir, monkeypatch):
+    """PYTHONIOENCODING=ascii: the error line quotes the prompt's "é", which has no ASCII byte;
+    it prints as "?" (errors="replace" on stdout) instead of ending the chat with
+    UnicodeEncodeError."""
+    terminal = io.BytesIO()
+    stdout = io.TextIOWrapper(terminal, encoding="ascii")
+    monkeypatch.setattr("sys.stdout", stdout)
+    monkeypatch.setattr("sys.stdin", io.StringIO("fair\u00e9\nFrom\n"))
+    assert main(["chat", str(run_dir), "--max-new-tokens", "12", "--seed", "2"]) == 0
+    stdout.flush()
+    shown = terminal.getvalue().decode("ascii")
+    assert "error: the text has 1 unknown character(s): '?'" in shown
+    assert shown.count("error:") == 1
 
 
 def test_chat_ends_at_the_end_of_input(run):

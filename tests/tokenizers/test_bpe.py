@@ -17,7 +17,7 @@ from glassformer.errors import GlassformerError
 from glassformer.generate.sampler import generate, stream
 from glassformer.model.gpt import GPT
 from glassformer.tokenizers import HFTokenizer, bpe, load_tokenizer
-from tests.helpers import SONNET
+from tests.helpers import SONNET, one_error_line
 
 UNICODE = "Ünïcödé: ça va? 日本語, emoji 😀👍🏽, Greek αβγ, RTL שלום, combining e\u0301, nul \0."
 
@@ -116,6 +116,8 @@ def test_bad_inputs_are_clear_errors(tok, tmp_path):
         tok.special("[MASK]")
     with pytest.raises(GlassformerError, match="token id 400 is outside the vocabulary 0..399"):
         tok.decode([1, 400])
+    with pytest.raises(GlassformerError, match="not valid UTF-8: byte 0xe0 at character 5"):
+        tok.encode("From\udce0\udca6")  # `--prompt $'From\xe0\xa6'`, as Python receives it
     path = tmp_path / "tokenizer.json"
     path.write_text(json.dumps({"type": "hf", "tokenizer": {"model": {"type": "Nope"}}}))
     with pytest.raises(GlassformerError, match="not a tokenizer.json the Hugging Face"):
@@ -156,6 +158,8 @@ def test_bpe_run_trains_and_samples_through_the_cli(text_file, tmp_path, capsys)
                  "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(prompt) and len(out) > len(prompt) + 40  # tokens are several chars
+    assert main(["sample", str(run), "--prompt", "\udce0\udca6"]) == 2  # $'\xe0\xa6'
+    assert "not valid UTF-8" in one_error_line(capsys)
 
 
 def test_stream_shows_only_whole_characters_and_joins_to_generate(tok):

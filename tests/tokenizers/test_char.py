@@ -81,3 +81,14 @@ def test_char_load_rejects_other_kinds(tmp_path):
     path.write_text('{"type": "bpe"}', encoding="utf-8")
     with pytest.raises(GlassformerError, match="holds a 'bpe' tokenizer, not a char one"):
         CharTokenizer.load(path)
+
+
+@pytest.mark.parametrize("text, named", [("ok \udce0\udca6", "byte 0xe0 at character 4"),
+                                         ("\ud800", "lone surrogate U+D800 at character 1")])
+def test_text_that_is_not_valid_unicode_is_refused(text, named):
+    """Bytes that are not UTF-8 reach Python as surrogate escapes (a command-line argument, a
+    line read with errors="surrogateescape"); a JSON "\\ud800" is a lone surrogate."""
+    tok = CharTokenizer.from_text("ok ")
+    with pytest.raises(GlassformerError, match="is not valid UTF-8") as info:
+        tok.encode(text)
+    assert named in str(info.value)

@@ -1,7 +1,10 @@
 """Checkpoints: save -> load gives identical logits; a crash while saving loses nothing."""
 
+import errno
+
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from glassformer.errors import GlassformerError
 from glassformer.train import checkpoint as ckpt
@@ -49,6 +52,48 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(run, monkeypa
     assert {name: (run / name).read_bytes() for name in before} == before
     assert not list(run.glob(".*.tmp"))
     assert ckpt.load_run(run).step == 4
+
+
+@pytest.mark.parametrize("writer, failure", [
+    ("save_file", OSError(errno.ENOSPC, "No space left on device")),
+    ("save_file", SafetensorError("Error while serializing: I/O error: No space left on device "
+                                  "(os error 28)")),  # safetensors 0.8 on a full disk
+    ("torch.save", RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                                "704 vs 598")),  # torch.save's zip writer on a full disk
+])
+def test_a_full_disk_while_saving_is_one_clear_error(run, monkeypatch, writer, failure):
+    before = {name: (run / name).read_bytes() for name in (ckpt.MODEL, ckpt.STATE)}
+    loaded = ckpt.load_run(run)
+
+    def write_half_then_fail(obj, path, *args, **kwargs):
+        open(path, "wb").write(b"half a file")
+        raise failure
+
+    module, name = (ckpt.torch, "save") if writer == "torch.save" else (ckpt, "save_file")
+    monkeypatch.setattr(module, name, write_half_then_fail)
+    optimizer = torch.optim.AdamW(loaded.model.parameters())
+    with pytest.raises(GlassformerError) as info:
+        ckpt.save_checkpoint(run, loaded.model, optimizer, 99, {})
+    message = str(info.value)
+    assert message.startswith(f"could not write the checkpoint in {run} (")
+    assert "No space left on device" in message or "torch.save stopped" in message
+    assert "free there" in message and "--resume" in message and "\n" not in message
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert not list(run.glob(".*.tmp"))  # the failed save's temporary files are gone
+    assert ckpt.load_run(run).step == 4
+
+
+def test_a_bug_in_torch_save_is_not_called_a_full_disk(run, monkeypatch):
+    """Only the writer's own failures are reported as such; any other error stays itself."""
+    loaded = ckpt.load_run(run)
+
+    def fails(obj, path):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(ckpt.torch, "save", fails)
+    with pytest.raises(RuntimeError, match="something else") as info:
+        ckpt.save_checkpoint(run, loaded.model, torch.optim.AdamW(loaded.model.parameters()), 9, {})
+    assert not isinstance(info.value, GlassformerError)
 
 
 def test_corrupt_weights_give_one_clear_error(run):
