@@ -67,11 +67,10 @@ def writing(run_dir):
     writer is refused with the holder's process id. The lock is the operating system's (flock):
     it goes with its process, so the lock of a run that crashed is free."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GlassformerError(f"--out {run_dir} is a file, not a run directory; choose another "
-                               "--out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK, "a+", encoding="utf-8") as lock:
+    with writes_to(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / LOCK, "a+", encoding="utf-8")
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
