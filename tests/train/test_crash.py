@@ -131,3 +131,27 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
                 pass
     with ckpt.writing(tmp_path / "run") as finished:  # free again once the holder is done
         assert not finished
+
+
+def test_a_second_train_process_is_refused_and_a_dead_holders_lock_is_taken_over(tiny_cfg,
+                                                                                  tmp_path):
+    """Two processes: the holder's pid is in the refusal; once the holder is killed (kill -9,
+    no cleanup), the next train takes the run over."""
+    import signal
+
+    from glassformer.errors import GlassformerError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from glassformer.train.checkpoint import writing\n"
+         "with writing(sys.argv[1]):\n    print('holding', flush=True)\n    time.sleep(60)\n",
+         str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(GlassformerError, match=f"another process \\(pid {holder.pid}\\)"):
+            train(tiny_cfg(train__max_steps=2), tmp_path / "run")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    train(tiny_cfg(train__max_steps=2), tmp_path / "run")
+    assert ckpt.load_run(tmp_path / "run").step == 2
