@@ -68,12 +68,18 @@ def uninterrupted(tiny_cfg, tmp_path):
 
 
 def killed_then_finished(uninterrupted, run_dir, when, n):
-    """Train in a process that dies at the chosen instant, then finish the run here."""
+    """Train in a process that dies at the chosen instant, then finish the run here, as a user
+    would: open the run (which finishes or undoes the interrupted save), then resume it, start it
+    again if it died before its first checkpoint, or leave it if its last one was written."""
     cfg, config, _ = uninterrupted
     died = subprocess.run([sys.executable, "-c", DIES, str(config), str(run_dir), when, str(n)],
                           capture_output=True, text=True)
     assert died.returncode == KILLED, died.stderr[-2000:]  # the window was reached
-    train(cfg, run_dir, resume=ckpt.has_checkpoint(run_dir))
+    with ckpt.writing(run_dir):
+        pass
+    saved = ckpt.saved_step(run_dir / ckpt.MODEL) if ckpt.has_checkpoint(run_dir) else 0
+    if saved < cfg.train.max_steps:
+        train(cfg, run_dir, resume=saved > 0)
     return (run_dir / ckpt.MODEL).read_bytes()
 
 
