@@ -23,6 +23,7 @@ Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
 # that acts there; the checks below ask this table (the part that cannot import torch).
 POSITION_ACTS_ON = {"learned": "embeddings", "sinusoidal": "embeddings", "rope": "qk",
                     "alibi": "scores", "t5": "scores", "none": "nowhere"}
+ACTING_POSITIONS = tuple(s for s, where in POSITION_ACTS_ON.items() if where != "nowhere")
 Activation = Literal["relu", "relu2", "gelu", "gelu_tanh", "swiglu", "geglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]

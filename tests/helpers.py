@@ -65,3 +65,11 @@ def interrupted_at(step_fn, n: int):
             raise KeyboardInterrupt
         return step_fn(*args)
     return step
+
+
+def run_python(code: str):
+    """`code` run by this Python in a fresh process (nothing imported yet): its CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,7 +9,6 @@ SOURCE is a run directory or a preset name; a preset also takes --model.FIELD=VA
 """
 
 import argparse
-import typing
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from glassformer.inspect.recipes import COMPARISONS
 from glassformer.inspect.source import input_ids, load_source
 from glassformer.train.memory import BYTES
 
-SCHEMES = tuple(s for s in typing.get_args(C.Position) if s != "none")  # positions.SCHEMES, without torch
+SCHEMES = C.ACTING_POSITIONS  # the schemes inspect/positions.py draws, without torch
 
 
 def add_commands(sub) -> None:

@@ -11,16 +11,15 @@ t5          the learned bias of the first layer's heads against the distance to 
 """
 
 import math
-import typing
 
 import torch
 import torch.nn.functional as F
 
-from glassformer.config import Position
+from glassformer.config import ACTING_POSITIONS
 from glassformer.errors import GlassformerError
 from glassformer.inspect.plots import new_figure, save
 
-SCHEMES = tuple(s for s in typing.get_args(Position) if s != "none")  # each has a DRAW entry
+SCHEMES = ACTING_POSITIONS  # each has a DRAW entry
 
 
 def positions_figure(scheme: str, cfg, model, path, length: int | None = None):

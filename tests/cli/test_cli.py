@@ -14,7 +14,7 @@ import torch
 from glassformer.cli import main
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import loop
-from tests.helpers import SONNET, one_error_line
+from tests.helpers import SONNET, one_error_line, run_python
 
 TINY = ["--preset", "tiny", "--train.device=cpu"]
 FRESH = [*TINY, "--text", "{text}", "--out", "{missing}"]  # a new run: test text, new directory
@@ -35,7 +35,7 @@ def test_help_answers_without_importing_torch():
             "except SystemExit as e: assert e.code == 0\n"
             "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
             "print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert "train" in result.stdout and "sample" in result.stdout and result.stdout.endswith("ok\n")
 

@@ -3,8 +3,6 @@ pytorch_model.bin unpickled safely), the tokenizer beside them, `glassformer.fro
 `glassformer convert` both ways, and one clear error for each thing that cannot be done."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,7 +18,7 @@ from glassformer.interop.hf import from_pretrained, save_pretrained
 from glassformer.model.gpt import GPT
 from glassformer.tokenizers import CharTokenizer, HFTokenizer
 from glassformer.train.checkpoint import start_run
-from tests.helpers import one_error_line
+from tests.helpers import one_error_line, run_python
 
 pytest.importorskip("transformers")
 
@@ -88,7 +86,7 @@ def test_package_level_from_pretrained_is_imported_lazily():
             "from glassformer.interop.hf import from_pretrained\n"
             "assert glassformer.from_pretrained is from_pretrained\n"
             "print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
 
 
