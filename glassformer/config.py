@@ -207,6 +207,22 @@ class ModelConfig:
         two_thirds = 2 * 4 * self.n_embd // 3
         return (two_thirds + 7) // 8 * 8  # rounded up to a multiple of 8
 
+    def architecture(self) -> dict:
+        """The model as a {field: value} dict of what it computes: two configs with equal
+        architectures build models that give the same outputs from the same weights. Defaults
+        that stand for a value are resolved (ffn_hidden, n_kv_head, qk_scale), fields that act
+        on nothing in this model are left out (rope_base without RoPE, the router's settings
+        without experts, pooling without a classifier), and so is `kernel`, which changes how
+        softmax attention is computed but not its numbers."""
+        arch = dataclasses.asdict(self) | {"ffn_hidden": self.hidden, "n_kv_head": self.kv_heads}
+        if FORMS_SCORES[self.attention]:
+            arch["qk_scale"] = self.qk_scale or self.head_dim ** -0.5
+        inert = {"kernel": True, "rope_base": self.position != "rope",
+                 "rel_buckets": self.position != "t5", "rel_max_distance": self.position != "t5",
+                 "moe_top_k": not self.moe_experts, "moe_aux_weight": not self.moe_experts,
+                 "pooling": not self.n_classes}
+        return {k: v for k, v in arch.items() if not inert.get(k, False)}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
