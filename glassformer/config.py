@@ -354,6 +354,10 @@ class SampleConfig:
     """Strings that end generation; the output stops before them."""
     seed: int | None = None
     """Seed for sampling (None: a fresh random seed)."""
+    prompt_lookup: int = 0
+    """Greedy decoding of one prompt only: guess up to this many tokens per step by copying
+    what followed the context's last words earlier in it, and check them in one forward pass
+    (generate/lookup.py): the same tokens, sooner where text repeats; 0: off."""
 
     def __post_init__(self):
         check_types(self)
@@ -369,6 +373,11 @@ class SampleConfig:
             require(self, name, -2 <= getattr(self, name) <= 2,
                     "must be in [-2, 2] (0 disables it)")
         require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
+        require(self, "prompt_lookup", self.prompt_lookup >= 0, "must be >= 0 (0: off)")
+        require(self, "prompt_lookup", not self.prompt_lookup or (
+            self.temperature == 0 and self.repetition_penalty == 1 and
+            self.presence_penalty == 0 and self.frequency_penalty == 0),
+            "needs plain greedy decoding: temperature 0 and no penalties")
         require(self, "seed", self.seed is None or 0 <= self.seed < SEEDS,
                  "must be in [0, 2**64) (or None for a fresh one), the seeds torch takes")
 
