@@ -10,6 +10,7 @@ Each family module (gpt2, llama, bert, bart) maps one model_type's names and lay
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -19,11 +20,13 @@ from safetensors.torch import load_file, save_file
 
 from glassformer.atomic import atomic_path, write_text_atomic
 from glassformer.errors import GlassformerError
+from glassformer.interop import sentence
 from glassformer.tokenizers import HFTokenizer, load_tokenizer
 
 FAMILIES = {"gpt2": "glassformer.interop.gpt2", "llama": "glassformer.interop.llama",
             "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart"}
 EXPORTS = {"gpt": ("gpt2", "llama"), "bert": ("bert",), "encdec": ("bart",)}  # ours -> theirs
+TASKS = {"gpt": "lm", "bert": "mlm", "encdec": "pairs"}  # a converted run's train.task
 CONFIG, SAFETENSORS, INDEX, BIN, TOKENIZER = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
     "tokenizer.json")
@@ -39,12 +42,15 @@ def family(model_type: str):
 
 def from_pretrained(path):
     """(model, tokenizer) from a Hugging Face checkpoint directory; the model in eval mode on
-    the CPU in fp32, the tokenizer None when the directory has no tokenizer.json."""
+    the CPU in fp32, the tokenizer None when the directory has no tokenizer.json. An encoder's
+    sentence-transformers steps (modules.json) become its config's pooling for `embed`."""
     from glassformer.model import build
 
     path = Path(path)
     hf_config = read_config(path)
     cfg, state = family(hf_config.get("model_type")).from_hf(hf_config, read_weights(path))
+    if cfg.family == "bert" and not cfg.n_classes:
+        cfg = dataclasses.replace(cfg, **sentence.read(path))
     model = build(cfg)
     expected = model.state_dict().keys()
     missing = sorted(set(expected) - set(state))
@@ -85,6 +91,8 @@ def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) 
     with atomic_path(path / SAFETENSORS) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_text_atomic(path / CONFIG, json.dumps(hf_config, indent=2) + "\n")
+    if cfg.family == "bert" and hf_config["architectures"] == ["BertModel"]:
+        sentence.write(path, cfg)  # how `embed` pools it, for sentence-transformers
     if tokenizer is not None:
         write_text_atomic(path / TOKENIZER, tokenizer.hf_json())
     return hf_config["model_type"]
@@ -128,7 +136,9 @@ def hf_to_run(src: Path, dst: Path) -> str:
     if tokenizer is None:
         raise GlassformerError(f"{src} has no {TOKENIZER}, and a run directory needs one; add "
                                "the checkpoint's tokenizer.json to it")
-    start_run(dst, RunConfig(model=model.cfg, train=TrainConfig(tokenizer="bpe")), tokenizer)
+    task = TASKS[model.cfg.family] if not model.cfg.n_classes else "genre"
+    train = TrainConfig(tokenizer="bpe", task=task)
+    start_run(dst, RunConfig(model=model.cfg, train=train), tokenizer)
     with atomic_path(dst / MODEL) as tmp:
         save_model(model, str(tmp), metadata={"step": "0"})
     return f"wrote run directory {dst}: {model.cfg.n_layer} layers, vocab {model.cfg.vocab_size}"
