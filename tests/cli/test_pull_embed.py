@@ -69,7 +69,37 @@ def test_a_pulled_encoder_takes_info_and_inspect(pulled, capsys, tmp_path):
     assert main(["inspect", "shapes", str(run), "--text", TEXTS[0],
                  "--out", str(tmp_path / "shapes")]) == 0
     tokens = (tmp_path / "shapes" / "shapes.txt").read_text().splitlines()[0]
-    assert "tokens ['[CLS]', 'f', " in tokens and tokens.endswith("'[SEP]']")  # as it reads it
+    assert "tokens ['[CLS]', 'from', 'fairest'" in tokens and tokens.endswith("'[SEP]']")  # as it reads it
     capsys.readouterr()
     assert main(["inspect", "next", str(run), "--text", TEXTS[0]]) == 2
     assert "no head over its vocabulary" in one_error_line(capsys)
+
+
+def test_a_pulled_encoder_fine_tunes_into_a_classifier(pulled, tmp_path, monkeypatch, capsys):
+    """The genre task wraps passages in the checkpoint tokenizer's own [CLS] and [SEP]; the
+    masked-LM task, which a plain encoder has no head for, is refused by name."""
+    from glassformer.data import genre
+    from glassformer.errors import GlassformerError
+    from glassformer.finetune.run import finetune
+    from glassformer.train import checkpoint as ckpt
+    from glassformer.train import tasks
+
+    run, _, _ = pulled
+    word = {"comedy": "beauty", "tragedy": "die", "history": "heir", "poem": "rose"}  # in its vocab
+    works = {name: f"{word[g]} " * (300 + i) for i, (name, g) in enumerate(genre.WORKS.items())}
+    monkeypatch.setattr(tasks, "shakespeare_works", lambda: works)
+    quick = {"train.max_steps": "40", "train.eval_every": "0", "train.eval_batches": "1",
+             "train.warmup_steps": "1", "train.batch_size": "8", "train.lr": "3e-3",
+             "train.device": "cpu", "train.sample_tokens": "0"}
+    result = finetune(run, tmp_path / "genre", "full", task="genre", overrides=quick)
+    assert result["val_accuracy"] > result["majority_baseline"]  # it learns
+    tuned = ckpt.load_run(tmp_path / "genre")
+    ids = tasks.GenreTask(tuned.cfg, tuned.tokenizer).data.test_set()[0]  # (N, T)
+    assert (ids[:, 0] == tuned.tokenizer.special("[CLS]")).all()
+    assert (ids[:, -1] == tuned.tokenizer.special("[SEP]")).all()
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "genre"), "--text", "die " * 5]) == 0
+    assert capsys.readouterr().out.startswith("tragedy")
+    with pytest.raises(GlassformerError, match="no masked-LM head to train; fine-tune it as a "
+                                               "classifier"):
+        finetune(run, tmp_path / "mlm", "full", overrides=quick)
