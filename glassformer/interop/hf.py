@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from glassformer.atomic import atomic_path, write_text_atomic
 from glassformer.errors import GlassformerError
 from glassformer.interop import sentence
-from glassformer.tokenizers import HFTokenizer, load_tokenizer
+from glassformer.tokenizers import CharTokenizer, HFTokenizer, load_tokenizer
 
 FAMILIES = {"gpt2": "glassformer.interop.gpt2", "llama": "glassformer.interop.llama",
             "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart"}
@@ -67,7 +67,8 @@ def from_pretrained(path):
 
 def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) -> str:
     """Write `model` as a Hugging Face directory (config.json + model.safetensors, and
-    tokenizer.json for a Hugging Face tokenizer) that `transformers` loads; return the
+    tokenizer.json for a tokenizer: a character tokenizer in a form with the same ids) that
+    `transformers` loads; return the
     model_type written. A GPT becomes a GPT-2 or a Llama, whichever its config fits, unless
     `model_type` names one."""
     cfg = model.cfg
@@ -81,9 +82,8 @@ def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) 
             refusals.append(str(err))
     else:
         raise GlassformerError(f"this model has no Hugging Face form: {' | '.join(refusals)}")
-    if tokenizer is not None and not isinstance(tokenizer, HFTokenizer):
-        raise GlassformerError(f"a {type(tokenizer).__name__} has no Hugging Face "
-                               "tokenizer.json; save without it, or train with --train.tokenizer=bpe")
+    if isinstance(tokenizer, CharTokenizer):  # the same ids, in the Hugging Face format
+        tokenizer = HFTokenizer.from_chars(tokenizer.tokens)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = without_copies({k: v.detach().to("cpu", torch.float32).contiguous()
@@ -148,11 +148,8 @@ def run_to_hf(src: Path, dst: Path) -> str:
     from glassformer.train.checkpoint import load_run
 
     run = load_run(src)
-    hf_tokenizer = run.tokenizer if isinstance(run.tokenizer, HFTokenizer) else None
-    model_type = save_pretrained(run.model, dst, hf_tokenizer)
-    note = "" if hf_tokenizer else (f"; no {TOKENIZER}: the run's {type(run.tokenizer).__name__} "
-                                    "has no Hugging Face form")
-    return f"wrote Hugging Face {model_type} directory {dst}{note}"
+    model_type = save_pretrained(run.model, dst, run.tokenizer)
+    return f"wrote Hugging Face {model_type} directory {dst}"
 
 
 def read_config(path: Path) -> dict:

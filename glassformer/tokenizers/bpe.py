@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from glassformer.atomic import write_text_atomic
 from glassformer.errors import GlassformerError
@@ -62,6 +62,18 @@ class HFTokenizer:
         tokenizer.train_from_iterator(_pieces(text), trainer)
         return cls(tokenizer)
 
+    @classmethod
+    def from_chars(cls, tokens: list[str]) -> HFTokenizer:
+        """The Hugging Face form of a character tokenizer with vocabulary `tokens` (id ->
+        token; specials first): the same ids for every text. Each character is a pre-token of
+        its own, looked up in a WordLevel vocabulary, and decoding joins the tokens as they are;
+        a special's name ("[MASK]") is an entry that no text reaches one character at a time."""
+        tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)},
+                                               unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tokenizer.decoder = decoders.Fuse()
+        return cls(tokenizer)
+
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -82,7 +94,10 @@ class HFTokenizer:
         if self.splits_at_lines and len(text) > CHUNK and not add_special_tokens:
             return [i for e in self.tokenizer.encode_batch(_pieces(text), add_special_tokens=False)
                     for i in e.ids]
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        try:
+            return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        except Exception as err:  # a vocabulary without [UNK] meets a character it lacks
+            raise GlassformerError(f"this tokenizer cannot encode the text ({err})") from None
 
     def encode_batch(self, texts: list[str], add_special_tokens: bool = True):
         """Model input for several texts: ids (B, T) int64, padded at the end with pad_id to
