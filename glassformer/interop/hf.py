@@ -68,9 +68,8 @@ def from_pretrained(path):
 def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) -> str:
     """Write `model` as a Hugging Face directory (config.json + model.safetensors, and
     tokenizer.json for a tokenizer: a character tokenizer in a form with the same ids) that
-    `transformers` loads; return the
-    model_type written. A GPT becomes a GPT-2 or a Llama, whichever its config fits, unless
-    `model_type` names one."""
+    `transformers` loads; return the model_type written. A GPT becomes a GPT-2 or a Llama,
+    whichever its config fits, unless `model_type` names one."""
     cfg = model.cfg
     choices = (model_type,) if model_type else EXPORTS[cfg.family]
     refusals = []

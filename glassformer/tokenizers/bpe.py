@@ -28,8 +28,6 @@ from glassformer.tokenizers.utf8 import check_utf8
 
 CHUNK = 1 << 16  # characters per piece when a long text is encoded in parallel
 LINE_START = re.compile(r"\n(?=\S)")  # a cut here never splits a byte-level pre-token
-
-
 PAD_TOKENS = ("[PAD]", "<pad>", "<|padding|>")  # a padding token's usual names
 
 
@@ -106,7 +104,8 @@ class HFTokenizer:
 
         for text in texts:
             check_utf8(text)
-        rows = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        rows = [e.ids for e in self.tokenizer.encode_batch(texts,
+                                                           add_special_tokens=add_special_tokens)]
         T = max(map(len, rows), default=0)
         ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (B, T)
         valid = torch.zeros(len(rows), T, dtype=torch.bool)  # (B, T)

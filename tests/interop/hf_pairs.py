@@ -70,7 +70,8 @@ def hf_greedy(hf, prompt: torch.Tensor, n: int) -> list[int]:
 def sentence_bert_dir(path, pooling: str = "mean", normalize: bool = True):
     """A small sentence-transformers directory at `path`, as all-MiniLM-L6-v2's is laid out:
     a random BertModel (names without "bert.", with its pooler), a WordPiece tokenizer.json
-    of TEXT's words and characters that pads to 64 and truncates at 16 (as MiniLM's pads and cuts at 128), and
+    of TEXT's words and characters that pads to 64 and truncates at 16 (as MiniLM's pads and
+    cuts at 128), and
     modules.json: Transformer -> Pooling (`pooling`) [-> Normalize]. Returns the BertModel."""
     import json
 
@@ -80,7 +81,8 @@ def sentence_bert_dir(path, pooling: str = "mean", normalize: bool = True):
     # a fixed vocabulary (the trainer's order of equally frequent pieces varies from run to
     # run): specials, the text's words, and each of its characters alone and inside a word
     words, chars = sorted(set(TEXT.lower().split())), sorted(set(TEXT.lower()) - set(" \n"))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + chars + ["##" + c for c in chars]
+    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + chars
+             + ["##" + c for c in chars])
     wordpiece = BertWordPieceTokenizer({t: i for i, t in enumerate(dict.fromkeys(vocab))},
                                        lowercase=True, strip_accents=True)
     specials = [(t, wordpiece.token_to_id(t)) for t in ("[CLS]", "[SEP]")]

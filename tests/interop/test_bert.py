@@ -194,9 +194,9 @@ def test_sentence_transformers_pooling_is_read_and_written_back(tmp_path):
     (tmp_path / "st" / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
          "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": True}))
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    modules = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+               for i, (path, kind) in enumerate([("", "Transformer"), ("1_Pooling", "Pooling"),
+                                                 ("2_Normalize", "Normalize")])]
     (tmp_path / "st" / "modules.json").write_text(json.dumps(modules))
     model, _ = glassformer.from_pretrained(tmp_path / "st")
     assert (model.cfg.pooling, model.cfg.normalize_embeddings) == ("max", True)
