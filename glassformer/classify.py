@@ -23,7 +23,8 @@ def classify(model, tokenizer, texts: list[str]) -> list[dict[str, float]]:
     for text in texts:
         if not text:
             raise GlassformerError("the text to classify is empty")
-        ids = wrap(torch.tensor([tokenizer.encode(text[:length])], device=device))  # (1, T)
+        ids = wrap(torch.tensor([tokenizer.encode(text[:length])], device=device),
+                   tokenizer.special("[CLS]"), tokenizer.special("[SEP]"))  # (1, T)
         probs = torch.softmax(model(ids)[0][0].float(), -1).tolist()  # (n_classes,)
         out.append(dict(sorted(zip(GENRES, probs), key=lambda kv: -kv[1])))
     return out

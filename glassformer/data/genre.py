@@ -41,7 +41,8 @@ class GenreData:
     passage of the held-out works."""
 
     def __init__(self, works: dict[str, str], tokenizer, block_size: int):
-        self.length = block_size - 2  # characters per passage, inside [CLS] ... [SEP]
+        self.length = block_size - 2  # tokens per passage, inside [CLS] ... [SEP]
+        self.ends = tokenizer.special("[CLS]"), tokenizer.special("[SEP]")  # their ids
         self.train = {g: [] for g in range(len(GENRES))}
         self.test = []  # (token array, genre) for each held-out work
         for name, genre in WORKS.items():
@@ -61,7 +62,7 @@ class GenreData:
             w = works[torch.multinomial(self.starts[g], 1, generator=generator).item()]  # by length
             o = torch.randint(len(w) - self.length + 1, (1,), generator=generator).item()
             rows.append(torch.from_numpy(w[o:o + self.length]))
-        return {"ids": wrap(torch.stack(rows)).to(device), "targets": labels.to(device)}
+        return {"ids": wrap(torch.stack(rows), *self.ends).to(device), "targets": labels.to(device)}
 
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every non-overlapping passage of the held-out works: ids (N, T) and genres (N,)."""
@@ -70,4 +71,4 @@ class GenreData:
             for o in range(0, len(ids) - self.length + 1, self.length):
                 rows.append(torch.from_numpy(ids[o:o + self.length]))
                 labels.append(label)
-        return wrap(torch.stack(rows)), torch.tensor(labels)
+        return wrap(torch.stack(rows), *self.ends), torch.tensor(labels)

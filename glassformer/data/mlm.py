@@ -15,10 +15,11 @@ import torch
 from glassformer.tokenizers.special import CLS, ENCODER, MASK, SEP
 
 
-def wrap(rows: torch.Tensor) -> torch.Tensor:
-    """rows (B, T-2) token ids -> (B, T) with [CLS] in front and [SEP] at the end."""
+def wrap(rows: torch.Tensor, cls: int = CLS, sep: int = SEP) -> torch.Tensor:
+    """rows (B, T-2) token ids -> (B, T) with [CLS] in front and [SEP] at the end (their ids:
+    ours, or a checkpoint tokenizer's)."""
     B = rows.size(0)
-    return torch.cat([rows.new_full((B, 1), CLS), rows, rows.new_full((B, 1), SEP)], dim=1)
+    return torch.cat([rows.new_full((B, 1), cls), rows, rows.new_full((B, 1), sep)], dim=1)
 
 
 def mask_tokens(ids: torch.Tensor, vocab_size: int, generator: torch.Generator,

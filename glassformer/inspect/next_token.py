@@ -8,6 +8,7 @@ A setting is a SampleConfig; RAW is the model's own distribution (temperature 1,
 import torch
 
 from glassformer.config import SampleConfig
+from glassformer.errors import GlassformerError
 from glassformer.generate import filters
 
 RAW = SampleConfig(temperature=1.0)
@@ -28,6 +29,9 @@ def next_logits(model, ids: list[int]) -> torch.Tensor:
     """The model's logits (1, V) for the token after `ids` (the last block_size of them)."""
     context = torch.tensor([ids[-model.cfg.block_size:]])  # (1, T)
     logits, _ = model(context)  # (1, T, V)
+    if logits.dim() != 3 or logits.size(-1) != model.cfg.vocab_size:
+        raise GlassformerError(f"this {model.cfg.family} model has no head over its vocabulary "
+                               "(a classifier or a plain encoder) to rank next tokens with")
     return logits[:, -1, :]  # (1, V)
 
 

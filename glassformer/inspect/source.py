@@ -9,6 +9,7 @@ from pathlib import Path
 
 from glassformer import config as C
 from glassformer.errors import GlassformerError, writes_to
+from glassformer.tokenizers import HFTokenizer
 
 
 @dataclass
@@ -27,10 +28,14 @@ class Source:
         return self.run_dir is not None
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, with the run's tokenizer or (a preset) one built from `text`."""
+        """Token ids of `text`, with the run's tokenizer or (a preset) one built from `text`; a
+        checkpoint's encoder reads them as its tokenizer wraps them ([CLS] text [SEP])."""
         if not text:
             raise GlassformerError("the text is empty; pass --text with at least one token")
-        return self.tokenizer_for(text).encode(text)
+        tokenizer = self.tokenizer_for(text)
+        if self.cfg.model.family == "bert" and isinstance(tokenizer, HFTokenizer):
+            return tokenizer.encode(text, add_special_tokens=True)
+        return tokenizer.encode(text)
 
     def tokenizer_for(self, text: str):
         if self.tokenizer is not None:

@@ -10,6 +10,7 @@ Each family module (gpt2, llama, bert, bart) maps one model_type's names and lay
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -19,12 +20,14 @@ from safetensors.torch import load_file, save_file
 
 from glassformer.atomic import atomic_path, write_text_atomic
 from glassformer.errors import GlassformerError
+from glassformer.interop import sentence
 from glassformer.interop.keymap import UnsupportedCheckpoint
-from glassformer.tokenizers import HFTokenizer, load_tokenizer
+from glassformer.tokenizers import CharTokenizer, HFTokenizer, load_tokenizer
 
 FAMILIES = {"gpt2": "glassformer.interop.gpt2", "llama": "glassformer.interop.llama",
             "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart"}
 EXPORTS = {"gpt": ("gpt2", "llama"), "bert": ("bert",), "encdec": ("bart",)}  # ours -> theirs
+TASKS = {"gpt": "lm", "bert": "mlm", "encdec": "pairs"}  # a converted run's train.task
 CONFIG, SAFETENSORS, INDEX, BIN, TOKENIZER = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
     "tokenizer.json")
@@ -40,12 +43,15 @@ def family(model_type: str):
 
 def from_pretrained(path):
     """(model, tokenizer) from a Hugging Face checkpoint directory; the model in eval mode on
-    the CPU in fp32, the tokenizer None when the directory has no tokenizer.json."""
+    the CPU in fp32, the tokenizer None when the directory has no tokenizer.json. An encoder's
+    sentence-transformers steps (modules.json) become its config's pooling for `embed`."""
     from glassformer.model import build
 
     path = Path(path)
     hf_config = read_config(path)
     cfg, state = family(hf_config.get("model_type")).from_hf(hf_config, read_weights(path))
+    if cfg.family == "bert" and not cfg.n_classes:
+        cfg = dataclasses.replace(cfg, **sentence.read(path))
     model = build(cfg)
     expected = model.state_dict().keys()
     missing = sorted(set(expected) - set(state))
@@ -62,9 +68,10 @@ def from_pretrained(path):
 
 def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) -> str:
     """Write `model` as a Hugging Face directory (config.json + model.safetensors, and
-    tokenizer.json for a Hugging Face tokenizer) that `transformers` loads; return the
-    model_type written. A GPT becomes a GPT-2 or a Llama, whichever can hold it, unless
-    `model_type` names one. Nothing is written for a model that no family can hold whole."""
+    tokenizer.json for a tokenizer: a character tokenizer in a form with the same ids) that
+    `transformers` loads; return the model_type written. A GPT becomes a GPT-2 or a Llama,
+    whichever can hold it, unless `model_type` names one. Nothing is written for a model that
+    no family can hold whole."""
     cfg = model.cfg
     choices = (model_type,) if model_type else EXPORTS[cfg.family]
     refusals = []
@@ -76,9 +83,8 @@ def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) 
             refusals.append(str(err))
     else:
         raise GlassformerError(f"this model has no Hugging Face form: {' | '.join(refusals)}")
-    if tokenizer is not None and not isinstance(tokenizer, HFTokenizer):
-        raise GlassformerError(f"a {type(tokenizer).__name__} has no Hugging Face "
-                               "tokenizer.json; save without it, or train with --train.tokenizer=bpe")
+    if isinstance(tokenizer, CharTokenizer):  # the same ids, in the Hugging Face format
+        tokenizer = HFTokenizer.from_chars(tokenizer.tokens)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = without_copies({k: v.detach().to("cpu", torch.float32).contiguous()
@@ -86,6 +92,8 @@ def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) 
     with atomic_path(path / SAFETENSORS) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_text_atomic(path / CONFIG, json.dumps(hf_config, indent=2) + "\n")
+    if cfg.family == "bert" and hf_config["architectures"] == ["BertModel"]:
+        sentence.write(path, cfg)  # how `embed` pools it, for sentence-transformers
     if tokenizer is not None:
         write_text_atomic(path / TOKENIZER, tokenizer.hf_json())
     return hf_config["model_type"]
@@ -105,10 +113,13 @@ def exported(model_type: str, cfg, state: dict) -> tuple[dict, dict]:
                                     f"{cfg.family!r} (it holds {', '.join(map(repr, holds))})")
     hf_config = mapping.config_to_hf(cfg)
     try:
-        held = mapping.config_from_hf(hf_config).architecture()
+        back_cfg = mapping.config_from_hf(hf_config)
     except GlassformerError as err:
         raise UnsupportedCheckpoint(f"a {model_type} checkpoint cannot hold this model ({err})"
                                     ) from None
+    if hf_config["architectures"] == ["BertModel"]:  # its pooling is in files beside it
+        back_cfg = dataclasses.replace(back_cfg, **sentence.held(cfg))
+    held = back_cfg.architecture()
     ours = cfg.architecture()
     lost = [f"{k}={ours[k]!r} (it would load as {held.get(k)!r})" for k in ours
             if held.get(k) != ours[k]]
@@ -162,7 +173,9 @@ def hf_to_run(src: Path, dst: Path) -> str:
     if tokenizer is None:
         raise GlassformerError(f"{src} has no {TOKENIZER}, and a run directory needs one; add "
                                "the checkpoint's tokenizer.json to it")
-    start_run(dst, RunConfig(model=model.cfg, train=TrainConfig(tokenizer="bpe")), tokenizer)
+    task = TASKS[model.cfg.family] if not model.cfg.n_classes else "genre"
+    train = TrainConfig(tokenizer="bpe", task=task)
+    start_run(dst, RunConfig(model=model.cfg, train=train), tokenizer)
     with atomic_path(dst / MODEL) as tmp:
         save_model(model, str(tmp), metadata={"step": "0"})
     return f"wrote run directory {dst}: {model.cfg.n_layer} layers, vocab {model.cfg.vocab_size}"
@@ -172,11 +185,8 @@ def run_to_hf(src: Path, dst: Path) -> str:
     from glassformer.train.checkpoint import load_run
 
     run = load_run(src)
-    hf_tokenizer = run.tokenizer if isinstance(run.tokenizer, HFTokenizer) else None
-    model_type = save_pretrained(run.model, dst, hf_tokenizer)
-    note = "" if hf_tokenizer else (f"; no {TOKENIZER}: the run's {type(run.tokenizer).__name__} "
-                                    "has no Hugging Face form")
-    return f"wrote Hugging Face {model_type} directory {dst}{note}"
+    model_type = save_pretrained(run.model, dst, run.tokenizer)
+    return f"wrote Hugging Face {model_type} directory {dst}"
 
 
 def read_config(path: Path) -> dict:

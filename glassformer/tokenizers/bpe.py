@@ -6,6 +6,10 @@ bytes start as 256 one-byte tokens, and training adds the most frequent adjacent
 token until the vocabulary is full. Every byte has a token, so any text encodes and decodes back
 exactly; a prefix of the ids may end inside a character (its decode then ends in U+FFFD).
 
+A checkpoint's file may also set padding and truncation (all-MiniLM-L6-v2's pads every text to
+128 ids and cuts it there); loading switches both off, as `transformers` does unless a call
+asks for them: `encode_batch` pads a batch itself, to its longest text, with a validity mask.
+
 Saved in our run directories as {"type": "hf", "tokenizer": <the library's tokenizer.json>};
 `hf_json()` is the plain Hugging Face file that goes into a Hugging Face checkpoint directory.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from glassformer.atomic import write_text_atomic
 from glassformer.errors import GlassformerError
@@ -24,13 +28,20 @@ from glassformer.tokenizers.utf8 import check_utf8
 
 CHUNK = 1 << 16  # characters per piece when a long text is encoded in parallel
 LINE_START = re.compile(r"\n(?=\S)")  # a cut here never splits a byte-level pre-token
+PAD_TOKENS = ("[PAD]", "<pad>", "<|padding|>")  # a padding token's usual names
 
 
 class HFTokenizer:
-    """A `tokenizers.Tokenizer` behind glassformer's tokenizer interface. Special tokens (if the
-    file has any) are never added by `encode`: language-model text is encoded as it is."""
+    """A `tokenizers.Tokenizer` behind glassformer's tokenizer interface. `encode(text)` encodes
+    corpus text as it is; `encode(text, add_special_tokens=True)` makes model input as the
+    original does (BERT's [CLS] text [SEP], by the file's post-processor)."""
 
     def __init__(self, tokenizer: Tokenizer):
+        padding = tokenizer.padding
+        self.pad_id = padding["pad_id"] if padding else next(
+            (i for i in map(tokenizer.token_to_id, PAD_TOKENS) if i is not None), 0)
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
         self.tokenizer = tokenizer
         self.splits_at_lines = _splits_at_lines(json.loads(tokenizer.to_str()))
 
@@ -49,6 +60,18 @@ class HFTokenizer:
         tokenizer.train_from_iterator(_pieces(text), trainer)
         return cls(tokenizer)
 
+    @classmethod
+    def from_chars(cls, tokens: list[str]) -> HFTokenizer:
+        """The Hugging Face form of a character tokenizer with vocabulary `tokens` (id ->
+        token; specials first): the same ids for every text. Each character is a pre-token of
+        its own, looked up in a WordLevel vocabulary, and decoding joins the tokens as they are;
+        a special's name ("[MASK]") is an entry that no text reaches one character at a time."""
+        tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)},
+                                               unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tokenizer.decoder = decoders.Fuse()
+        return cls(tokenizer)
+
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -60,14 +83,36 @@ class HFTokenizer:
             raise GlassformerError(f"this tokenizer has no {name} token")
         return i
 
-    def encode(self, text: str) -> list[int]:
-        """The ids of `text`. A long text under a byte-level pre-tokenizer is cut at line starts
-        and encoded in parallel: the same ids, about 3x sooner on the complete works."""
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """The ids of `text`; with add_special_tokens, wrapped in the special tokens the file's
+        post-processor adds (transformers' default for model input). A long text under a
+        byte-level pre-tokenizer is cut at line starts and encoded in parallel: the same ids,
+        about 3x sooner on the complete works."""
         check_utf8(text)  # the library would fail on it with a TypeError
-        if self.splits_at_lines and len(text) > CHUNK:
+        if self.splits_at_lines and len(text) > CHUNK and not add_special_tokens:
             return [i for e in self.tokenizer.encode_batch(_pieces(text), add_special_tokens=False)
                     for i in e.ids]
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        try:
+            return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        except Exception as err:  # a vocabulary without [UNK] meets a character it lacks
+            raise GlassformerError(f"this tokenizer cannot encode the text ({err})") from None
+
+    def encode_batch(self, texts: list[str], add_special_tokens: bool = True):
+        """Model input for several texts: ids (B, T) int64, padded at the end with pad_id to
+        the longest, and valid (B, T) bool, True at real tokens (a model's key_valid)."""
+        import torch  # only here: the tokenizers load without it
+
+        for text in texts:
+            check_utf8(text)
+        rows = [e.ids for e in self.tokenizer.encode_batch(texts,
+                                                           add_special_tokens=add_special_tokens)]
+        T = max(map(len, rows), default=0)
+        ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (B, T)
+        valid = torch.zeros(len(rows), T, dtype=torch.bool)  # (B, T)
+        for b, row in enumerate(rows):
+            ids[b, :len(row)] = torch.tensor(row, dtype=torch.long)
+            valid[b, :len(row)] = True
+        return ids, valid
 
     def decode(self, ids) -> str:
         """The text of `ids`: a list of ints or a 1-D tensor or array."""

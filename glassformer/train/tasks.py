@@ -99,6 +99,17 @@ class MLMTask(LMTask):
 
     SHOWN = 72  # characters of the validation text shown with every 6th one masked
 
+    def __init__(self, cfg, tokenizer=None):
+        if cfg.model.n_classes == 0 and cfg.model.head != "mlm":
+            raise GlassformerError(f"a plain encoder (model.head={cfg.model.head!r}) has no "
+                                   "masked-LM head to train; fine-tune it as a classifier "
+                                   "(--task genre)")
+        if tokenizer is not None and not isinstance(tokenizer, CharTokenizer):
+            raise GlassformerError("masked-LM training masks with glassformer's own special ids "
+                                   f"({', '.join(special.ENCODER)} = 0..3, a char tokenizer's); "
+                                   f"this run's {type(tokenizer).__name__} numbers them otherwise")
+        super().__init__(cfg, tokenizer)
+
     def new_tokenizer(self, text):
         return CharTokenizer.from_text(text, special.ENCODER)
 

@@ -1,9 +1,17 @@
-"""BERT import/export against Hugging Face `transformers` models built from small configs."""
+"""BERT import/export against Hugging Face `transformers` models built from small configs: each
+head (BertModel's pooler or none, masked LM, classifier) comes in as itself and goes out as the
+transformers class that holds it, with every weight in its place."""
+
+import json
 
 import pytest
 import torch
-from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from hf_pairs import randomize
+from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
+                          BertModel)
 
+import glassformer
+from glassformer.errors import GlassformerError
 from glassformer.interop import bert
 from glassformer.interop.keymap import UnsupportedCheckpoint
 from glassformer.model import BERT
@@ -35,16 +43,37 @@ def batch():
     return ids, valid, types
 
 
-def test_encoder_equals_bert_model(batch):
+@pytest.mark.parametrize("prefixed", [False, True])
+def test_plain_encoder_keeps_its_pooler(batch, prefixed):
+    """A BertModel (names as sentence-transformers saves them, or under "bert.") is a plain
+    encoder: its hidden states come out of forward and encode, its pooler gives pooler_output."""
     ids, valid, types = batch
-    torch.manual_seed(1)
-    hf = BertModel(BertConfig(**SMALL)).eval()
-    model, missing, unexpected = imported(hf)
-    assert not unexpected and all(k.startswith("mlm.") for k in missing)  # BertModel has no head
+    hf = randomize(BertModel(BertConfig(**SMALL)), std=0.1, seed=1)
+    state = {("bert." if prefixed else "") + k: v for k, v in hf.state_dict().items()}
+    cfg, ours = bert.from_hf(hf.config.to_dict(), state)
+    assert cfg.head == "pooler" and cfg.n_classes == 0
+    model = BERT(cfg).eval()
+    model.load_state_dict(ours, strict=True)
+    assert model.mlm is None and model.classifier is None
     with torch.no_grad():
-        want = hf(ids, attention_mask=valid.long(), token_type_ids=types).last_hidden_state
+        want = hf(ids, attention_mask=valid.long(), token_type_ids=types)
         got = model.encode(ids, valid, types)
-    assert (got - want)[valid].abs().max() < 1e-5  # padded positions are nobody's output
+        out, loss = model(ids, key_valid=valid, token_types=types)
+        pooled = model.pooler(got)  # (B, C)
+    assert (got - want.last_hidden_state)[valid].abs().max() < 1e-5  # padding is nobody's output
+    assert torch.equal(out, got) and loss is None
+    assert (pooled - want.pooler_output).abs().max() < 1e-5
+    with pytest.raises(GlassformerError, match="no head to train"):
+        model(ids, targets=ids)
+
+
+def test_encoder_without_pooler_has_no_head():
+    hf = BertModel(BertConfig(**SMALL), add_pooling_layer=False)
+    cfg, ours = bert.from_hf(hf.config.to_dict(), hf.state_dict())
+    assert cfg.head == "none"
+    model = BERT(cfg)
+    model.load_state_dict(ours, strict=True)  # no weight left over, none invented
+    assert model.pooler is None and model.mlm is None
 
 
 def test_masked_lm_logits_equal_and_export_round_trips(batch):
@@ -101,3 +130,83 @@ def test_export_refuses_what_bert_cannot_hold():
                       n_embd=32, norm="rmsnorm", activation="swiglu")
     with pytest.raises(UnsupportedCheckpoint, match="activation='swiglu'.*norm='rmsnorm'"):
         exported("bert", cfg, BERT(cfg).state_dict())
+
+
+def hf_pair(tmp_path, hf_model):
+    """`hf_model` saved by transformers, read by glassformer.from_pretrained, written back by
+    glassformer.save_pretrained, and loaded again by transformers' AutoModel class of the
+    architecture written (whose loading info must be clean)."""
+    import transformers
+
+    hf_model.save_pretrained(tmp_path / "theirs")
+    model, _ = glassformer.from_pretrained(tmp_path / "theirs")
+    glassformer.save_pretrained(model, tmp_path / "ours")
+    written = json.loads((tmp_path / "ours" / "config.json").read_text())
+    cls = getattr(transformers, written["architectures"][0])
+    again, info = cls.from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert not info["mismatched_keys"] and not info["error_msgs"], info
+    return model, written, again.eval()
+
+
+@pytest.mark.parametrize("kind", [BertModel, BertForMaskedLM, BertForSequenceClassification])
+def test_export_is_the_class_that_holds_the_head(tmp_path, batch, kind):
+    ids, valid, types = batch
+    hf = randomize(kind(BertConfig(**SMALL, num_labels=3)), std=0.1, seed=5)
+    model, written, again = hf_pair(tmp_path, hf)
+    assert written["architectures"] == [kind.__name__]
+    with torch.no_grad():
+        want = hf(ids, attention_mask=valid.long(), token_type_ids=types)
+        got = again(ids, attention_mask=valid.long(), token_type_ids=types)
+    if kind is BertModel:  # the pooler went out and back: the same pooler_output
+        assert torch.equal(got.pooler_output, want.pooler_output)
+        assert model.cfg.head == "pooler" and (tmp_path / "ours" / "modules.json").is_file()
+    else:
+        assert torch.equal(got.logits, want.logits)
+
+
+def test_an_encoder_without_pooler_is_not_exported_with_an_invented_one(tmp_path):
+    """transformers' BertModel always has a pooler: it would make up one for an encoder that
+    has none, so export refuses and says so."""
+    hf = BertModel(BertConfig(**SMALL), add_pooling_layer=False)
+    hf.save_pretrained(tmp_path / "theirs")
+    model, _ = glassformer.from_pretrained(tmp_path / "theirs")
+    assert model.cfg.head == "none"
+    with pytest.raises(GlassformerError, match="head='none' \\(it would load as 'pooler'\\)"):
+        glassformer.save_pretrained(model, tmp_path / "ours")
+    assert not (tmp_path / "ours").exists()
+
+
+def test_masked_lm_checkpoint_with_pooler_loads_as_masked_lm_does():
+    """BertForPreTraining's checkpoints (bert-base-uncased) hold the MLM head, the pooler and the
+    next-sentence head: they load as transformers' BertForMaskedLM, without the last two."""
+    from transformers import BertForPreTraining
+
+    hf = BertForPreTraining(BertConfig(**SMALL))
+    cfg, ours = bert.from_hf(hf.config.to_dict(), hf.state_dict())
+    assert cfg.head == "mlm"
+    assert not any(k.startswith("pooler") for k in ours)
+
+
+def test_sentence_transformers_pooling_is_read_and_written_back(tmp_path):
+    hf = BertModel(BertConfig(**SMALL))
+    hf.save_pretrained(tmp_path / "st")
+    (tmp_path / "st" / "1_Pooling").mkdir()
+    (tmp_path / "st" / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+         "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": True}))
+    modules = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+               for i, (path, kind) in enumerate([("", "Transformer"), ("1_Pooling", "Pooling"),
+                                                 ("2_Normalize", "Normalize")])]
+    (tmp_path / "st" / "modules.json").write_text(json.dumps(modules))
+    model, _ = glassformer.from_pretrained(tmp_path / "st")
+    assert (model.cfg.pooling, model.cfg.normalize_embeddings) == ("max", True)
+    glassformer.save_pretrained(model, tmp_path / "out")
+    assert glassformer.from_pretrained(tmp_path / "out")[0].cfg == model.cfg
+    assert [m["type"].split(".")[-1] for m in json.loads(
+        (tmp_path / "out" / "modules.json").read_text())] == ["Transformer", "Pooling", "Normalize"]
+
+    modules[2]["type"] = "sentence_transformers.models.Dense"
+    (tmp_path / "st" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(GlassformerError, match="Transformer -> Pooling -> Dense"):
+        glassformer.from_pretrained(tmp_path / "st")

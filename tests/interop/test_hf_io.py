@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_model
 from tokenizers import Tokenizer
 
-from hf_pairs import CHARS, TEXT, TOL, hf_gpt2, hf_greedy, load_in_transformers, random_ids
+from hf_pairs import TEXT, TOL, hf_gpt2, hf_greedy, load_in_transformers, random_ids
 
 from glassformer.cli import main
 from glassformer.config import ModelConfig, RunConfig
@@ -122,12 +122,6 @@ def test_save_pretrained_refuses_a_model_with_no_hf_form(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_save_pretrained_refuses_a_char_tokenizer(tmp_path):
-    model = GPT(ModelConfig(vocab_size=3, block_size=8, n_layer=1, n_head=2, n_embd=8))
-    with pytest.raises(GlassformerError, match="CharTokenizer has no Hugging Face tokenizer.json"):
-        save_pretrained(model, tmp_path / "out", CharTokenizer(["a", "b", "c"]))
-
-
 def test_convert_round_trip_through_a_run_directory(hf_dir, bpe, tmp_path, capsys):
     hf, path = hf_dir
     run, back = tmp_path / "run", tmp_path / "back"
@@ -168,14 +162,33 @@ def test_convert_needs_a_tokenizer_for_a_run_directory(hf_dir, tmp_path, capsys)
     assert not (tmp_path / "run").exists()
 
 
-def test_convert_a_char_run_writes_no_tokenizer(tmp_path, capsys):
-    cfg = ModelConfig(vocab_size=CHARS.vocab_size, block_size=32, n_layer=1, n_head=2,
+def test_convert_a_char_run_writes_a_tokenizer_with_its_ids(tmp_path, capsys):
+    """A character-level run exports a tokenizer.json that gives the same ids as the run's
+    CharTokenizer (in glassformer and in transformers), so the export generates as the run."""
+    from transformers import PreTrainedTokenizerFast
+
+    from glassformer.config import SampleConfig
+    from glassformer.generate.sampler import generate
+
+    chars = CharTokenizer.from_text(TEXT + "é😀[MASK]", ["[PAD]", "[MASK]"])
+    cfg = ModelConfig(vocab_size=chars.vocab_size, block_size=32, n_layer=1, n_head=2,
                       n_embd=16, activation="gelu_tanh")
     model = GPT(cfg).eval()
-    start_run(tmp_path / "run", RunConfig(model=cfg), CHARS)
+    start_run(tmp_path / "run", RunConfig(model=cfg), chars)
     save_model(model, str(tmp_path / "run" / "model.safetensors"), metadata={"step": "3"})
     assert main(["convert", str(tmp_path / "run"), str(tmp_path / "hf")]) == 0
-    assert "no tokenizer.json: the run's CharTokenizer has no Hugging Face form" in \
-        capsys.readouterr().out
-    assert not (tmp_path / "hf" / "tokenizer.json").exists()
-    logits_match(model, load_in_transformers(tmp_path / "hf"))
+    assert capsys.readouterr().out == f"wrote Hugging Face gpt2 directory {tmp_path / 'hf'}\n"
+    ids = torch.tensor([chars.encode(TEXT[:32])])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids)[0], load_in_transformers(tmp_path / "hf")(
+            input_ids=ids).logits, atol=TOL, rtol=0)
+    again, tokenizer = from_pretrained(tmp_path / "hf")
+    theirs = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "hf" / "tokenizer.json"))
+    text = TEXT + " é😀 [MASK]\n\n  "  # "[MASK]" typed is six characters, as in the run
+    assert tokenizer.encode(text) == chars.encode(text) == theirs(text)["input_ids"]
+    assert tokenizer.decode(chars.encode(text)) == text and tokenizer.special("[MASK]") == 1
+    greedy = SampleConfig(max_new_tokens=20, temperature=0)
+    assert generate(again, tokenizer, ["From fairest"], greedy) == \
+        generate(model, chars, ["From fairest"], greedy)
+    with pytest.raises(GlassformerError, match="cannot encode the text"):
+        tokenizer.encode("Ж")
