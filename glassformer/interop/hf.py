@@ -39,10 +39,14 @@ def family(model_type: str):
 
 def from_pretrained(path):
     """(model, tokenizer) from a Hugging Face checkpoint directory; the model in eval mode on
-    the CPU in fp32, the tokenizer None when the directory has no tokenizer.json."""
+    the CPU in fp32, the tokenizer None when the directory has no tokenizer.json. A GGUF file,
+    or a directory holding one, is read by interop/gguf.py."""
+    from glassformer.interop import gguf
     from glassformer.model import build
 
     path = Path(path)
+    if gguf.find(path):
+        return gguf.from_pretrained(path)
     hf_config = read_config(path)
     cfg, state = family(hf_config.get("model_type")).from_hf(hf_config, read_weights(path))
     model = build(cfg)
