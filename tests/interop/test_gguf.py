@@ -297,7 +297,7 @@ def varied_lines(shakespeare: str) -> list[str]:
     code = "\n".join(p.read_text(encoding="utf-8") for p in sorted(root.glob("glassformer/**/*.py")))
     code_lines = code.splitlines()
     blocks = ["\n".join(code_lines[i:i + 7]) for i in range(0, 7 * 100, 7)]
-    lines = code_lines[::37][:250] + blocks
+    lines = code_lines[::len(code_lines) // 250][:250] + blocks
     lines += shakespeare.splitlines()[1000::97][:250]
     lines += ["\n".join(shakespeare.splitlines()[i:i + 4]) for i in range(5000, 5000 + 4 * 50, 4)]
     unicode = ["Crème brûlée à la façon de Sébastien", "naïve coöperation Œuvre ß ẞ",
@@ -310,7 +310,7 @@ def varied_lines(shakespeare: str) -> list[str]:
                "+44 (0)20 7946 0958", "123456789012345678901234567890", "v1.2.3-rc4", "-0.0"]
     special = ["<|im_start|>user\nHello<|im_end|>", "<|endoftext|>", "<repo_name>x<reponame>"]
     extra = unicode + spaces + numbers + special
-    lines += [f"{a} {b}" for a, b in zip(extra * 10, reversed(extra * 10))]
+    lines += [f"{a} {b}" for a in extra for b in extra]  # each pair, to fill the 1,000
     return lines[:1000]
 
 
