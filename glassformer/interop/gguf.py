@@ -109,21 +109,24 @@ def read(path) -> tuple[ModelConfig, dict[str, torch.Tensor], GGUFTokenizer]:
         raise GlassformerError(f"{path.name} holds a {arch!r} model; glassformer reads GGUF files "
                                f"of the Llama family (general.architecture "
                                f"{' or '.join(map(repr, ARCHITECTURES))})")
-    names = {t.name for t in reader.tensors}
-    hf = hf_config(meta, names)
+    tok = tokenizer(meta, path)  # before the weights: a tokenizer we cannot read fails fast
+    hf = hf_config(meta, {t.name for t in reader.tensors}, path.name)
     state, kinds = {}, Counter()
     for t in reader.tensors:
         state[hf_name(t.name)] = dequantize(t, hf, path)
         kinds[t.tensor_type.name] += 1
     print(f"read {path.name}: {summary(kinds)}, dequantized to fp32", file=sys.stderr)
-    cfg, ours = llama.from_hf(hf, state)
-    return cfg, ours, tokenizer(meta, path)
+    try:
+        cfg, ours = llama.from_hf(hf, state)
+    except GlassformerError as err:  # its words are a config.json's: say which file it is
+        raise GlassformerError(f"{path.name}, read as a Llama: {err}") from None
+    return cfg, ours, tok
 
 
 def summary(kinds: Counter) -> str:
     """The tensor types read, most used first: "Q4_1 (210 tensors), F32 (61), Q8_0 (1)"."""
-    parts = [f"{kind} ({n})" for kind, n in kinds.most_common()]
-    return parts[0].replace(")", " tensors)") + "".join(f", {p}" for p in parts[1:])
+    (first, n), *rest = kinds.most_common()
+    return ", ".join([f"{first} ({n} tensors)"] + [f"{kind} ({n})" for kind, n in rest])
 
 
 def open_reader(path: Path):
@@ -142,22 +145,24 @@ def metadata(reader) -> dict:
     """Every metadata key -> its value (numbers, strings, lists)."""
     try:
         return {name: field.contents() for name, field in reader.fields.items()}
-    except Exception as err:
-        raise GlassformerError(f"the metadata of this GGUF file is damaged ({err})") from None
+    except Exception as err:  # the reader parses values lazily: damage can show only here
+        raise GlassformerError(f"the metadata of this GGUF file is damaged ({err}); download "
+                               "it again") from None
 
 
-def hf_config(meta: dict, names: set[str]) -> dict:
-    """The Hugging Face Llama config.json that a Llama GGUF's metadata and tensor names say."""
+def hf_config(meta: dict, names: set[str], where: str) -> dict:
+    """The Hugging Face Llama config.json that a Llama GGUF's metadata and tensor names say
+    (`where`: the file's name, for the errors)."""
     def get(key, default=None):
         return meta.get(f"llama.{key}", default)
 
     n_embd, n_head = get("embedding_length"), get("attention.head_count")
     if n_embd is None or n_head is None or get("block_count") is None:
-        raise GlassformerError("the GGUF file lacks llama.embedding_length, "
+        raise GlassformerError(f"{where} lacks llama.embedding_length, "
                                "llama.attention.head_count or llama.block_count")
     rotated = get("rope.dimension_count", n_embd // n_head)
     if rotated != n_embd // n_head:
-        raise GlassformerError(f"the GGUF file rotates {rotated} of each head's {n_embd // n_head} "
+        raise GlassformerError(f"{where} rotates {rotated} of each head's {n_embd // n_head} "
                                "dimensions (llama.rope.dimension_count); glassformer's RoPE "
                                "rotates all of them")
     scaling = get("rope.scaling.type", "none")
@@ -231,7 +236,9 @@ def tokenizer(meta: dict, path: Path) -> GGUFTokenizer:
     if pre not in GPT2_SPLIT and pre not in SPLITS:
         raise GlassformerError(f"{path.name} splits text by pre-tokenizer {pre!r}; glassformer "
                                f"knows {', '.join(GPT2_SPLIT + tuple(SPLITS))}")
-    tokens, types = meta["tokenizer.ggml.tokens"], meta.get("tokenizer.ggml.token_type", [])
+    tokens, types = meta.get("tokenizer.ggml.tokens"), meta.get("tokenizer.ggml.token_type", [])
+    if not tokens:
+        raise GlassformerError(f"{path.name} has no vocabulary (tokenizer.ggml.tokens)")
     spelled = byte_alphabet()
     vocab = {}
     for i, token in enumerate(tokens):  # tokens are byte-level spelled, some added ones not

@@ -71,7 +71,7 @@ def tiny_bpe() -> dict:
 
 
 def write_gguf(path: Path, tied=False, arch="llama", pre="smollm", add_bos=False,
-               tokenizer_model="gpt2"):
+               tokenizer_model="gpt2", rope_dims=C // HEADS, rope_scaling=None):
     """A tiny Llama as a GGUF file; returns the `transformers` LlamaForCausalLM holding the same
     numbers (each weight after its trip through Q8_0, F16 or F32) and the count of each type."""
     bpe = tiny_bpe()
@@ -86,7 +86,9 @@ def write_gguf(path: Path, tied=False, arch="llama", pre="smollm", add_bos=False
     w.add_feed_forward_length(96)
     w.add_head_count(HEADS)
     w.add_head_count_kv(KV_HEADS)
-    w.add_rope_dimension_count(C // HEADS)
+    w.add_rope_dimension_count(rope_dims)
+    if rope_scaling:
+        w.add_rope_scaling_type(gguf.RopeScalingType(rope_scaling))
     w.add_rope_freq_base(500.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(len(bpe["tokens"]))
@@ -207,7 +209,13 @@ def test_other_architectures_and_tokenizers_are_refused_in_one_line(tmp_path):
     write_gguf(tmp_path / "pre.gguf", pre="deepseek-coder")
     with pytest.raises(GlassformerError, match="pre-tokenizer 'deepseek-coder'; glassformer knows"):
         from_pretrained(tmp_path / "pre.gguf")
-    with pytest.raises(GlassformerError, match="holds 3 .gguf files"):
+    write_gguf(tmp_path / "partial.gguf", rope_dims=8)
+    with pytest.raises(GlassformerError, match="partial.gguf rotates 8 of each head's 16 dim"):
+        from_pretrained(tmp_path / "partial.gguf")
+    write_gguf(tmp_path / "yarn.gguf", rope_scaling="yarn")
+    with pytest.raises(GlassformerError, match="yarn.gguf, read as a Llama: .*RoPE type 'yarn'"):
+        from_pretrained(tmp_path / "yarn.gguf")
+    with pytest.raises(GlassformerError, match="holds 5 .gguf files"):
         from_pretrained(tmp_path)
 
 
