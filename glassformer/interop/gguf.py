@@ -69,10 +69,10 @@ class GGUFTokenizer(HFTokenizer):
 
 
 def find(path) -> Path | None:
-    """The GGUF file `path` names: the file itself, or the only .gguf in a directory; None for
-    a directory without one (a Hugging Face directory)."""
+    """The GGUF file `path` names: a path ending in .gguf, or the only .gguf in a directory;
+    None for anything else (e.g. a Hugging Face directory)."""
     path = Path(path)
-    if path.suffix == ".gguf" and path.is_file():
+    if path.suffix == ".gguf":
         return path
     if not path.is_dir():
         return None
