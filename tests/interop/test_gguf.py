@@ -132,7 +132,8 @@ def write_gguf(path: Path, tied=False, arch="llama", pre="smollm", add_bos=False
     return hf, kinds
 
 
-def ids(n=24, V=300, seed=3):
+def ids(V: int, n=24, seed=3):
+    """Two rows of n random token ids below V."""
     return torch.randint(V, (2, n), generator=torch.Generator().manual_seed(seed))
 
 
@@ -152,7 +153,7 @@ def test_tiny_gguf_has_the_numbers_and_logits_of_the_same_llama(tmp_path, capsys
     expected = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
     assert torch.equal(model.blocks[1].attn.qkv.weight, expected)  # permutation undone exactly
     assert torch.equal(model.head.weight, hf.lm_head.weight)
-    x = ids(V=cfg.vocab_size)
+    x = ids(cfg.vocab_size)
     loader = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="tiny.gguf",
                                                   dtype=torch.float32).eval()
     with torch.no_grad():
@@ -190,7 +191,7 @@ def test_tiny_gguf_converts_to_a_run_that_keeps_the_chat_template(tmp_path):
     saved = json.loads((tmp_path / "run" / "tokenizer.json").read_text(encoding="utf-8"))
     assert saved["chat"]["chat_template"] == TEMPLATE
     assert saved["chat"]["eos_token"] == "<|im_end|>"
-    x = ids(V=model.cfg.vocab_size)
+    x = ids(model.cfg.vocab_size)
     with torch.no_grad():
         assert torch.equal(run.model(x)[0], model(x)[0])
     assert run.tokenizer.encode(TEXTS[4]) == tok.encode(TEXTS[4])
