@@ -7,9 +7,12 @@ def add_commands(sub) -> None:
     p = sub.add_parser("convert", help="Hugging Face checkpoint <-> glassformer run directory",
                        description="Convert a Hugging Face checkpoint directory (config.json with "
                                    "a model_type, model.safetensors or pytorch_model.bin, "
-                                   "tokenizer.json) into a run directory, or a run directory "
-                                   "into a Hugging Face one; the direction is read from SRC.")
-    p.add_argument("src", metavar="SRC", help="a Hugging Face directory or a run directory")
+                                   "tokenizer.json) or a GGUF file of the Llama family (or a "
+                                   "directory holding one) into a run directory, or a run "
+                                   "directory into a Hugging Face one; the direction is read "
+                                   "from SRC.")
+    p.add_argument("src", metavar="SRC",
+                   help="a Hugging Face directory, a .gguf file, or a run directory")
     p.add_argument("dst", metavar="DST", help="a new (or empty) directory to write")
     p.set_defaults(run=cmd_convert)
 

@@ -44,26 +44,36 @@ def family(model_type: str):
 def from_pretrained(path):
     """(model, tokenizer) from a Hugging Face checkpoint directory; the model in eval mode on
     the CPU in fp32, the tokenizer None when the directory has no tokenizer.json. An encoder's
-    sentence-transformers steps (modules.json) become its config's pooling for `embed`."""
-    from glassformer.model import build
+    sentence-transformers steps (modules.json) become its config's pooling for `embed`. A GGUF
+    file, or a directory holding one, is read by interop/gguf.py."""
+    from glassformer.interop import gguf
 
     path = Path(path)
+    if gguf.find(path):
+        cfg, state, tokenizer = gguf.read(gguf.find(path))
+        return built(cfg, state, path), tokenizer
     hf_config = read_config(path)
     cfg, state = family(hf_config.get("model_type")).from_hf(hf_config, read_weights(path))
     if cfg.family == "bert" and not cfg.n_classes:
         cfg = dataclasses.replace(cfg, **sentence.read(path))
+    tokenizer = load_tokenizer(path / TOKENIZER) if (path / TOKENIZER).is_file() else None
+    return built(cfg, state, path), tokenizer
+
+
+def built(cfg, state: dict, path: Path):
+    """The model of `cfg` holding `state` (the weights read from `path`), in eval mode."""
+    from glassformer.model import build
+
     model = build(cfg)
-    expected = model.state_dict().keys()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(set(model.state_dict()) - set(state))
     if missing:
         raise GlassformerError(f"{path} lacks weights the model needs: {', '.join(missing[:12])}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:  # shapes that differ from the config
-        raise GlassformerError(f"the weights in {path} do not fit its config.json: "
+        raise GlassformerError(f"the weights in {path} do not fit its config: "
                                f"{str(err).splitlines()[-1].strip()}") from None
-    tokenizer = load_tokenizer(path / TOKENIZER) if (path / TOKENIZER).is_file() else None
-    return model.eval(), tokenizer
+    return model.eval()
 
 
 def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) -> str:

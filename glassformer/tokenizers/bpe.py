@@ -36,10 +36,15 @@ class HFTokenizer:
     corpus text as it is; `encode(text, add_special_tokens=True)` makes model input as the
     original does (BERT's [CLS] text [SEP], by the file's post-processor)."""
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, chat: dict | None = None):
+        """`chat`: a checkpoint's chat template and the names of its special tokens
+        ({"chat_template", "bos_token", "eos_token", "pad_token", "unk_token"}), kept with
+        the tokenizer for rendering conversations (tokenizers/chat_template.py); {} for none."""
+        self.chat = chat or {}
         padding = tokenizer.padding
+        names = ((self.chat["pad_token"],) if self.chat.get("pad_token") else ()) + PAD_TOKENS
         self.pad_id = padding["pad_id"] if padding else next(
-            (i for i in map(tokenizer.token_to_id, PAD_TOKENS) if i is not None), 0)
+            (i for i in map(tokenizer.token_to_id, names) if i is not None), 0)
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self.tokenizer = tokenizer
@@ -128,9 +133,12 @@ class HFTokenizer:
         return self.tokenizer.to_str()
 
     def to_json(self) -> str:
-        """The contents of our tokenizer.json: {"type": "hf", "tokenizer": {...}}."""
-        return json.dumps({"type": "hf", "tokenizer": json.loads(self.hf_json())},
-                          ensure_ascii=False)
+        """The contents of our tokenizer.json: {"type": "hf", "tokenizer": {...}}, and
+        "chat": {...} when there is a chat template."""
+        data = {"type": "hf", "tokenizer": json.loads(self.hf_json())}
+        if self.chat:
+            data["chat"] = self.chat
+        return json.dumps(data, ensure_ascii=False)
 
     def save(self, path) -> None:
         write_text_atomic(path, self.to_json() + "\n")
@@ -142,7 +150,7 @@ class HFTokenizer:
         if data["type"] != "hf":
             raise GlassformerError(f"{path} holds a {data['type']!r} tokenizer, not an hf one")
         try:
-            return cls(Tokenizer.from_str(json.dumps(data.get("tokenizer"))))
+            return cls(Tokenizer.from_str(json.dumps(data.get("tokenizer"))), data.get("chat"))
         except Exception as err:  # the library reports every problem as a plain Exception
             raise GlassformerError(f"{path} is not a tokenizer.json the Hugging Face tokenizers "
                                    f"library can read ({err})") from None
