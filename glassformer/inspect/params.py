@@ -6,7 +6,8 @@ bias terms only with cfg.bias:
   feed-forward  C -> F -> C: 2CF + F + C     gated (SwiGLU, GeGLU): 3CF + 2F + C
                 with E experts: router C*E + E * (one feed-forward)
   norms         LayerNorm C (+ C), RMSNorm C; two per block, plus 2 * D with QK-norm
-  T5 bias       rel_buckets * H: each layer's own table of relative-position biases
+  T5 bias       rel_buckets * H: each layer's own table of relative-position biases, or with
+                rel_shared one table per stack, owned by its first layer
 Embeddings V*C, learned positions block_size*C, final norm (pre-norm only), LM head V*C unless
 tied to the embeddings. GPT-2 small: 124,439,808.
 """
@@ -24,7 +25,8 @@ def closed_form_count(cfg) -> int:
 
     attention = 2 * C * C + 2 * C * kv + b * (2 * C + 2 * kv)
     attention += 2 * norm(cfg.head_dim) if cfg.qk_norm else 0
-    attention += cfg.rel_buckets * cfg.n_head if cfg.position == "t5" else 0
+    table = cfg.rel_buckets * cfg.n_head if cfg.position == "t5" else 0
+    attention += 0 if cfg.rel_shared else table
     feed_forward = (3 if cfg.gated else 2) * C * F + b * ((2 if cfg.gated else 1) * F + C)
     if cfg.moe_experts:
         feed_forward = C * cfg.moe_experts + cfg.moe_experts * feed_forward  # router + experts
@@ -32,7 +34,8 @@ def closed_form_count(cfg) -> int:
     embeddings = V * C + (cfg.block_size * C if cfg.position == "learned" else 0)
     final_norm = norm(C) if cfg.norm_placement == "pre" else 0
     head = 0 if cfg.tie_weights else V * C
-    return embeddings + cfg.n_layer * block + final_norm + head
+    shared = table if cfg.rel_shared else 0
+    return embeddings + cfg.n_layer * block + shared + final_norm + head
 
 
 # ---- The table: one row per part, with its measured count and its closed form ----------------

@@ -2,7 +2,7 @@
 
 A Hugging Face directory holds config.json (with "model_type"), the weights (model.safetensors,
 shards listed in model.safetensors.index.json, or pytorch_model.bin) and often tokenizer.json.
-Each family module (gpt2, llama, bert, bart) maps one model_type's names and layouts:
+Each family module (gpt2, llama, bert, bart, t5) maps one model_type's names and layouts:
 
     from_hf(hf_config, state) -> (ModelConfig, our state dict)
     to_hf(cfg, our state dict) -> (hf_config, their state dict)
@@ -22,8 +22,10 @@ from glassformer.errors import GlassformerError
 from glassformer.tokenizers import HFTokenizer, load_tokenizer
 
 FAMILIES = {"gpt2": "glassformer.interop.gpt2", "llama": "glassformer.interop.llama",
-            "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart"}
-EXPORTS = {"gpt": ("gpt2", "llama"), "bert": ("bert",), "encdec": ("bart",)}  # ours -> theirs
+            "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart",
+            "t5": "glassformer.interop.t5"}
+EXPORTS = {"gpt": ("gpt2", "llama"), "bert": ("bert",), "encdec": ("bart", "t5")}  # ours -> theirs
+TASKS = {"gpt": "lm", "bert": "mlm", "encdec": "pairs"}  # a converted run's train.task
 CONFIG, SAFETENSORS, INDEX, BIN, TOKENIZER = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
     "tokenizer.json")
@@ -128,7 +130,9 @@ def hf_to_run(src: Path, dst: Path) -> str:
     if tokenizer is None:
         raise GlassformerError(f"{src} has no {TOKENIZER}, and a run directory needs one; add "
                                "the checkpoint's tokenizer.json to it")
-    start_run(dst, RunConfig(model=model.cfg, train=TrainConfig(tokenizer="bpe")), tokenizer)
+    task = TASKS[model.cfg.family] if not model.cfg.n_classes else "genre"
+    train = TrainConfig(tokenizer="bpe", task=task)
+    start_run(dst, RunConfig(model=model.cfg, train=train), tokenizer)
     with atomic_path(dst / MODEL) as tmp:
         save_model(model, str(tmp), metadata={"step": "0"})
     return f"wrote run directory {dst}: {model.cfg.n_layer} layers, vocab {model.cfg.vocab_size}"
