@@ -67,7 +67,8 @@ def parameter_table(model, cfg) -> list[dict]:
         copies = [len(layers[(base, star)]) for star in range(base.count("*"))]
         text, value = _formula(key, cfg) or (None, None)
         if text is not None:
-            multiplier = "·".join(_copies_symbol(base, star, n) for star, n in enumerate(copies))
+            names = (_copies_symbol(base, star, n, cfg) for star, n in enumerate(copies))
+            multiplier = "·".join(name for name in names if name != "1")
             if multiplier:
                 text = f"{multiplier}·({text})" if " + " in text else f"{multiplier}·{text}"
             for n in copies:
@@ -115,10 +116,13 @@ def _group(module_name: str) -> tuple[str, list[int]]:
     return ".".join(parts), indices
 
 
-def _copies_symbol(key: str, star: int, n: int) -> str:
-    """How the formula names the copies behind the star-th "*": L layers, E experts."""
+def _copies_symbol(key: str, star: int, n: int, cfg) -> str:
+    """How the formula names the copies behind the star-th "*": L layers, E experts; a part
+    that only some layers own (the first, with rel_shared), their number."""
     before = key.split("*")[star]
-    return "E" if before.endswith("experts.") else "L" if before.endswith("blocks.") else str(n)
+    if before.endswith("experts."):
+        return "E"
+    return "L" if before.endswith("blocks.") and n == cfg.n_layer else str(n)
 
 
 def _formula(key: str, cfg):
