@@ -170,6 +170,26 @@ def test_export_loads_in_transformers_and_imports_back(version, batch, tmp_path)
         assert max_diff(loaded(src, tgt, src_valid=valid)[0], want) < TOL
 
 
+def test_rmsnorm_is_t5_layer_norm():
+    """T5LayerNorm (no mean subtracted, no bias, the variance in fp32) is our rmsnorm with T5's
+    eps, to the bit in fp32."""
+    from transformers.models.t5.modeling_t5 import T5LayerNorm
+
+    from glassformer.model.norm import make_norm
+
+    cfg = t5.config_from_hf(T5Config(**SMALL).to_dict())
+    ours, theirs = make_norm(cfg), T5LayerNorm(32, eps=T5Config().layer_norm_epsilon)
+    assert cfg.norm_eps == theirs.variance_epsilon == 1e-6
+    assert [n for n, _ in ours.named_parameters()] == ["weight"]  # no bias
+    torch.manual_seed(0)
+    x = 3 * torch.randn(2, 5, 32)
+    x[0, 0] = 1e-4  # a tiny vector: eps decides its scale
+    with torch.no_grad():
+        ours.weight.normal_(1.0, 0.2)
+        theirs.weight.copy_(ours.weight)
+        torch.testing.assert_close(ours(x), theirs(x), atol=0, rtol=0)
+
+
 def test_t5_small_parameter_count():
     """The standard t5-small (transformers' T5Config defaults), built without weights."""
     hf_cfg = T5Config()
