@@ -218,6 +218,22 @@ class ModelConfig:
         two_thirds = 2 * 4 * self.n_embd // 3
         return (two_thirds + 7) // 8 * 8  # rounded up to a multiple of 8
 
+    def architecture(self) -> dict:
+        """The model as a {field: value} dict of what it computes: two configs with equal
+        architectures build models that give the same outputs from the same weights. Defaults
+        that stand for a value are resolved (ffn_hidden, n_kv_head, qk_scale), fields that act
+        on nothing in this model are left out (rope_base without RoPE, the router's settings
+        without experts, pooling without a classifier), and so is `kernel`, which changes how
+        softmax attention is computed but not its numbers."""
+        arch = dataclasses.asdict(self) | {"ffn_hidden": self.hidden, "n_kv_head": self.kv_heads}
+        if FORMS_SCORES[self.attention]:
+            arch["qk_scale"] = self.qk_scale or self.head_dim ** -0.5
+        inert = {"kernel": True, "rope_base": self.position != "rope",
+                 "rel_buckets": self.position != "t5", "rel_max_distance": self.position != "t5",
+                 "moe_top_k": not self.moe_experts, "moe_aux_weight": not self.moe_experts,
+                 "pooling": not self.n_classes}
+        return {k: v for k, v in arch.items() if not inert.get(k, False)}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -349,6 +365,10 @@ class SampleConfig:
     """Strings that end generation; the output stops before them."""
     seed: int | None = None
     """Seed for sampling (None: a fresh random seed)."""
+    prompt_lookup: int = 0
+    """Greedy decoding of one prompt only: guess up to this many tokens per step by copying
+    what followed the context's last words earlier in it, and check them in one forward pass
+    (generate/lookup.py): the same tokens, sooner where text repeats; 0: off."""
 
     def __post_init__(self):
         check_types(self)
@@ -364,6 +384,11 @@ class SampleConfig:
             require(self, name, -2 <= getattr(self, name) <= 2,
                     "must be in [-2, 2] (0 disables it)")
         require(self, "stop", all(s for s in self.stop), "must not contain empty strings")
+        require(self, "prompt_lookup", self.prompt_lookup >= 0, "must be >= 0 (0: off)")
+        require(self, "prompt_lookup", not self.prompt_lookup or (
+            self.temperature == 0 and self.repetition_penalty == 1 and
+            self.presence_penalty == 0 and self.frequency_penalty == 0),
+            "needs plain greedy decoding: temperature 0 and no penalties")
         require(self, "seed", self.seed is None or 0 <= self.seed < SEEDS,
                  "must be in [0, 2**64) (or None for a fresh one), the seeds torch takes")
 

@@ -21,6 +21,7 @@ import torch
 
 from glassformer.errors import GlassformerError
 from glassformer.generate import filters
+from glassformer.generate.lookup import lookup_steps
 from glassformer.model.kv_cache import KVCache
 
 
@@ -35,7 +36,7 @@ def generate(model, tokenizer, prompts: list[str], cfg) -> list[str]:
     new = [[] for _ in rows]  # generated ids per row
     done = [False] * len(rows)
     # closing(): the model gets its training mode back as soon as we stop, not at garbage collection
-    with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
+    with closing(_steps(model, rows, cfg)) as steps:
         for next_ids, _ in islice(steps, cfg.max_new_tokens):
             for row, token in enumerate(next_ids.tolist()):
                 if not done[row]:
@@ -111,7 +112,7 @@ def stream_pieces(model, tokenizer, prompt: str, cfg) -> Generator[Piece, None, 
         shown, given = end, tokens
         return out
 
-    with closing(_decode_steps(model, rows, cfg, _generator(cfg.seed, model))) as steps:
+    with closing(_steps(model, rows, cfg)) as steps:
         for next_ids, next_logits in islice(steps, cfg.max_new_tokens):
             new.append(next_ids.item())
             logits.append(next_logits[0])
@@ -135,6 +136,14 @@ def stream_pieces(model, tokenizer, prompt: str, cfg) -> Generator[Piece, None, 
     if end > shown:
         yield piece(end, len(new) if stop is None else None)
     return Finish("length" if stop is None else "stop", len(new))
+
+
+def _steps(model, rows: list[list[int]], cfg) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The next ids (B,) and their logits (B, V), step after step: by prompt lookup for one
+    prompt when cfg.prompt_lookup asks for it, else one token per forward pass."""
+    if cfg.prompt_lookup and len(rows) == 1:
+        return lookup_steps(model, rows[0], cfg.prompt_lookup)
+    return _decode_steps(model, rows, cfg, _generator(cfg.seed, model))
 
 
 @torch.inference_mode()

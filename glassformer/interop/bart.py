@@ -12,7 +12,7 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.interop.keymap import (Table, UnsupportedCheckpoint, export_state, import_state,
-                                        require, require_layout)
+                                        require)
 
 OFFSET = 2  # BartLearnedPositionalEmbedding's offset
 ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}
@@ -81,22 +81,24 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
     return cfg, ours
 
 
-def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
-    """Our `encdec` config and state dict -> a `BartForConditionalGeneration` config and state."""
-    require_layout(cfg, "BART", family="encdec", attention="softmax", position="learned",
-                   norm="layernorm", norm_placement="post", embed_norm=True, bias=True,
-                   n_kv_head=None, qk_norm=False, window=None, moe_experts=0, norm_eps=1e-5,
-                   type_vocab_size=0)
-    if cfg.activation not in ACTIVATIONS:
-        require_layout(cfg, "BART", activation="gelu")
-    hf_config = {
+def config_to_hf(cfg: ModelConfig) -> dict:
+    """The `BartForConditionalGeneration` config.json nearest to `cfg`."""
+    return {
         "model_type": "bart", "architectures": ["BartForConditionalGeneration"],
         "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.block_size,
         "d_model": cfg.n_embd, "encoder_layers": cfg.n_layer, "decoder_layers": cfg.n_layer,
         "encoder_attention_heads": cfg.n_head, "decoder_attention_heads": cfg.n_head,
         "encoder_ffn_dim": cfg.hidden, "decoder_ffn_dim": cfg.hidden,
-        "activation_function": cfg.activation, "dropout": cfg.dropout, "scale_embedding": False,
+        "activation_function": cfg.activation if cfg.activation in ACTIVATIONS else "gelu",
+        "dropout": cfg.dropout, "scale_embedding": False,
         "tie_word_embeddings": cfg.tie_weights}
+
+
+def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
+    """Our `encdec` config and state dict -> a `BartForConditionalGeneration` config and state
+    dict: what a BART can hold of them (`interop.hf.exported` refuses a model it cannot hold
+    whole)."""
+    hf_config = config_to_hf(cfg)
     sizes = {name: cfg.n_embd for names in table(cfg).values() if len(names) > 1 for name in names}
     copies = ("decoder.embed.tokens.weight",) + (("head.weight",) if cfg.tie_weights else ())
     theirs = export_state(table(cfg), {k: v for k, v in state.items() if k not in copies}, sizes)
@@ -104,7 +106,11 @@ def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
         if k.endswith("embed_positions.weight"):
             theirs[k] = torch.cat([v.new_zeros(OFFSET, v.size(1)), v])
     shared = theirs["model.shared.weight"]
-    theirs |= {"model.encoder.embed_tokens.weight": shared, "model.decoder.embed_tokens.weight": shared,
+    # transformers ties the stacks' tables to `shared` only with a tied head: untied, each is
+    # saved whole (a copy, not a view, which would be written once)
+    copy = (lambda t: t) if cfg.tie_weights else torch.clone
+    theirs |= {"model.encoder.embed_tokens.weight": copy(shared),
+               "model.decoder.embed_tokens.weight": copy(shared),
                "final_logits_bias": shared.new_zeros(1, cfg.vocab_size)}
     if cfg.tie_weights:
         theirs["lm_head.weight"] = shared

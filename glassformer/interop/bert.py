@@ -9,13 +9,17 @@ the pooler (dense + tanh on [CLS]) is our classifier's `dense`.
 from __future__ import annotations
 
 from glassformer.config import ModelConfig
-from glassformer.interop.keymap import (Table, export_state, import_state, require,
-                                        require_layout)
+from glassformer.interop.keymap import Table, export_state, import_state, require
 
 ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}  # HF hidden_act -> ours (exact GELU both sides)
 
 
-def config_from_hf(c: dict, n_classes: int = 0) -> ModelConfig:
+def config_from_hf(c: dict, n_classes: int | None = None) -> ModelConfig:
+    """A BERT config.json -> our ModelConfig; `n_classes` from the classifier's weights, else
+    from the labels of a `BertForSequenceClassification` config."""
+    if n_classes is None:
+        classify = "BertForSequenceClassification" in (c.get("architectures") or ())
+        n_classes = len(c.get("id2label") or {}) if classify else 0
     require(c, "hidden_act", lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}")
     require(c, "position_embedding_type", lambda v: v in (None, "absolute"), "'absolute'")
     return ModelConfig(
@@ -73,26 +77,29 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
     return cfg, ours
 
 
-def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
-    """Our `bert` config and state dict -> a `BertForMaskedLM` or
-    `BertForSequenceClassification` config and state dict."""
-    require_layout(cfg, "BERT", family="bert", attention="softmax", position="learned",
-                   norm="layernorm", norm_placement="post", embed_norm=True, bias=True,
-                   n_kv_head=None, qk_norm=False, window=None, moe_experts=0, pooling="cls")
-    if cfg.activation not in ACTIVATIONS:
-        require_layout(cfg, "BERT", activation="gelu")
+def config_to_hf(cfg: ModelConfig) -> dict:
+    """The `BertForMaskedLM` or `BertForSequenceClassification` config.json nearest to `cfg`."""
     classify = cfg.n_classes > 0
     hf_config = {
         "model_type": "bert", "architectures": [
             "BertForSequenceClassification" if classify else "BertForMaskedLM"],
         "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.block_size,
         "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
-        "hidden_size": cfg.n_embd, "intermediate_size": cfg.hidden, "hidden_act": cfg.activation,
+        "hidden_size": cfg.n_embd, "intermediate_size": cfg.hidden,
+        "hidden_act": cfg.activation if cfg.activation in ACTIVATIONS else "gelu",
         "hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout,
-        "layer_norm_eps": cfg.norm_eps, "type_vocab_size": cfg.type_vocab_size,
+        "layer_norm_eps": cfg.norm_eps, "type_vocab_size": max(cfg.type_vocab_size, 1),  # BERT always has one
         "position_embedding_type": "absolute"}
     if classify:
         hf_config["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.n_classes)}
+    return hf_config
+
+
+def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
+    """Our `bert` config and state dict -> a `BertForMaskedLM` or
+    `BertForSequenceClassification` config and state dict: what a BERT can hold of them
+    (`interop.hf.exported` refuses a model it cannot hold whole)."""
+    hf_config, classify = config_to_hf(cfg), cfg.n_classes > 0
     sizes = {f"bert.encoder.layer.{i}.attention.self.{n}.{k}": cfg.n_embd
              for i in range(cfg.n_layer) for n in ("query", "key", "value") for k in ("weight", "bias")}
     theirs = export_state(table(cfg), {k: v for k, v in state.items() if k != "mlm.out.weight"},

@@ -15,8 +15,7 @@ Dropout (resid/embd/attn_pdrop) only acts in training; ours is one value, resid_
 from __future__ import annotations
 
 from glassformer.config import ModelConfig
-from glassformer.interop.keymap import (Table, UnsupportedCheckpoint, export_state, import_state,
-                                        mismatches, require)
+from glassformer.interop.keymap import Table, export_state, import_state, require
 
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
                "relu": "relu"}  # HF activation_function -> ours
@@ -29,7 +28,6 @@ PREFIX = "transformer."
 def config_from_hf(c: dict) -> ModelConfig:
     """A GPT-2 config.json -> our ModelConfig, refusing settings we cannot represent."""
     require(c, "activation_function", lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}")
-    require(c, "scale_attn_weights", lambda v: v in (None, True), "True (scores / sqrt(D))")
     require(c, "scale_attn_by_inverse_layer_idx", lambda v: not v,
             "False (the same score scale in every layer)")
     require(c, "add_cross_attention", lambda v: not v, "False (a decoder-only GPT)")
@@ -41,7 +39,8 @@ def config_from_hf(c: dict) -> ModelConfig:
         activation=ACTIVATIONS[c.get("activation_function", "gelu_new")],
         dropout=c.get("resid_pdrop", 0.1), bias=True, position="learned", norm="layernorm",
         norm_placement="pre", norm_eps=c.get("layer_norm_epsilon", 1e-5),
-        tie_weights=c.get("tie_word_embeddings", True))
+        tie_weights=c.get("tie_word_embeddings", True),
+        qk_scale=None if c.get("scale_attn_weights", True) else 1.0)
 
 
 def table(cfg: ModelConfig) -> Table:
@@ -82,33 +81,24 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
     return cfg, ours
 
 
-def unsupported(cfg: ModelConfig) -> list[str]:
-    """What keeps `cfg` from being a GPT-2 (empty when it is one)."""
-    problems = mismatches(cfg, "GPT-2", family="gpt", attention="softmax", position="learned",
-                          norm="layernorm", norm_placement="pre", bias=True, qk_norm=False,
-                          window=None, moe_experts=0, embed_norm=False, type_vocab_size=0)
-    if cfg.activation not in EXPORT_ACTIVATIONS:
-        problems.append(f"activation={cfg.activation!r} (GPT-2: one of "
-                        f"{', '.join(EXPORT_ACTIVATIONS)})")
-    if cfg.kv_heads != cfg.n_head:
-        problems.append(f"n_kv_head={cfg.n_kv_head} (GPT-2: multi-head, n_kv_head=None)")
-    return problems
-
-
-def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
-    """Our ModelConfig and GPT state dict -> a `GPT2LMHeadModel` config and state dict."""
-    problems = unsupported(cfg)
-    if problems:
-        raise UnsupportedCheckpoint("not a GPT-2: " + "; ".join(problems))
-    hf_config = {
+def config_to_hf(cfg: ModelConfig) -> dict:
+    """The `GPT2LMHeadModel` config.json nearest to `cfg`."""
+    return {
         "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
         "vocab_size": cfg.vocab_size, "n_positions": cfg.block_size, "n_embd": cfg.n_embd,
         "n_layer": cfg.n_layer, "n_head": cfg.n_head,
         "n_inner": None if cfg.hidden == 4 * cfg.n_embd else cfg.hidden,
-        "activation_function": EXPORT_ACTIVATIONS[cfg.activation],
+        "activation_function": EXPORT_ACTIVATIONS.get(cfg.activation, "gelu_new"),
+        "scale_attn_weights": cfg.architecture()["qk_scale"] != 1.0,
         "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
         "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_weights,
         "bos_token_id": None, "eos_token_id": None, "torch_dtype": "float32"}
+
+
+def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
+    """Our ModelConfig and GPT state dict -> a `GPT2LMHeadModel` config and state dict: what
+    a GPT-2 can hold of them (`interop.hf.exported` refuses a model it cannot hold whole)."""
+    hf_config = config_to_hf(cfg)
     ours = {k: v for k, v in state.items() if k != "head.weight"}
     theirs = transpose_conv1d(export_state(table(cfg), ours, sizes={}))
     theirs = {PREFIX + k: v.contiguous() for k, v in theirs.items()}

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from glassformer.atomic import atomic_path, write_text_atomic
 from glassformer.errors import GlassformerError
+from glassformer.interop.keymap import UnsupportedCheckpoint
 from glassformer.tokenizers import HFTokenizer, load_tokenizer
 
 FAMILIES = {"gpt2": "glassformer.interop.gpt2", "llama": "glassformer.interop.llama",
@@ -64,14 +65,14 @@ def from_pretrained(path):
 def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) -> str:
     """Write `model` as a Hugging Face directory (config.json + model.safetensors, and
     tokenizer.json for a Hugging Face tokenizer) that `transformers` loads; return the
-    model_type written. A GPT becomes a GPT-2 or a Llama, whichever its config fits, unless
-    `model_type` names one."""
+    model_type written. A GPT becomes a GPT-2 or a Llama, whichever can hold it, unless
+    `model_type` names one. Nothing is written for a model that no family can hold whole."""
     cfg = model.cfg
     choices = (model_type,) if model_type else EXPORTS[cfg.family]
     refusals = []
     for name in choices:
         try:
-            hf_config, state = family(name).to_hf(cfg, model.state_dict())
+            hf_config, state = exported(name, cfg, model.state_dict())
             break
         except GlassformerError as err:
             refusals.append(str(err))
@@ -90,6 +91,39 @@ def save_pretrained(model, path, tokenizer=None, model_type: str | None = None) 
     if tokenizer is not None:
         write_text_atomic(path / TOKENIZER, tokenizer.hf_json())
     return hf_config["model_type"]
+
+
+def exported(model_type: str, cfg, state: dict) -> tuple[dict, dict]:
+    """`cfg` and `state` as a `model_type` config and state dict, proven whole: read back, they
+    give the same architecture (every field, see ModelConfig.architecture) and the same
+    weights, or UnsupportedCheckpoint names each field the family cannot hold. A family's
+    `config_to_hf` writes the nearest config it can and its `config_from_hf` reads it back;
+    this comparison is the one check that refuses, so a field added to ModelConfig later is
+    refused by every family until it learns to write that field."""
+    mapping = family(model_type)
+    if model_type not in EXPORTS.get(cfg.family, ()):
+        holds = [k for k, types in EXPORTS.items() if model_type in types]
+        raise UnsupportedCheckpoint(f"a {model_type} checkpoint cannot hold family="
+                                    f"{cfg.family!r} (it holds {', '.join(map(repr, holds))})")
+    hf_config = mapping.config_to_hf(cfg)
+    try:
+        held = mapping.config_from_hf(hf_config).architecture()
+    except GlassformerError as err:
+        raise UnsupportedCheckpoint(f"a {model_type} checkpoint cannot hold this model ({err})"
+                                    ) from None
+    ours = cfg.architecture()
+    lost = [f"{k}={ours[k]!r} (it would load as {held.get(k)!r})" for k in ours
+            if held.get(k) != ours[k]]
+    if lost:
+        raise UnsupportedCheckpoint(f"a {model_type} checkpoint cannot hold "
+                                    + ", ".join(lost))
+    hf_config, theirs = mapping.to_hf(cfg, state)
+    _, back = mapping.from_hf(hf_config, theirs)
+    changed = [k for k, v in state.items() if k not in back or not torch.equal(back[k], v)]
+    if changed:  # a mapping bug, not a user's setting: say which weights
+        raise UnsupportedCheckpoint(f"the {model_type} export does not read back weights "
+                                    + ", ".join(changed[:12]))
+    return hf_config, theirs
 
 
 def without_copies(state: dict) -> dict:

@@ -56,19 +56,3 @@ def require(hf_config: dict, key: str, ok, allowed: str) -> None:
     if not ok(value):
         raise UnsupportedCheckpoint(f"config.json has {key}={value!r}; glassformer supports "
                                     f"{allowed}")
-
-
-def mismatches(cfg, kind: str, **wanted) -> list[str]:
-    """The fields of `cfg` that differ from what a `kind` checkpoint (e.g. "GPT-2") can hold,
-    each as "field=value (kind: wanted)"; empty when it fits."""
-    return [f"{k}={getattr(cfg, k)!r} ({kind}: {v!r})" for k, v in wanted.items()
-            if getattr(cfg, k) != v]
-
-
-def require_layout(cfg, kind: str, **wanted) -> None:
-    """Refuse to export a model whose config differs from what a `kind` checkpoint can hold,
-    naming every field that differs."""
-    wrong = mismatches(cfg, kind, **wanted)
-    if wrong:
-        raise UnsupportedCheckpoint(f"a {kind} checkpoint cannot hold this model: "
-                                    + ", ".join(wrong))

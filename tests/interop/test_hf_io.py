@@ -115,8 +115,10 @@ def test_save_pretrained_refuses_a_model_with_no_hf_form(tmp_path):
                             position="alibi"))
     with pytest.raises(GlassformerError) as err:
         save_pretrained(model, tmp_path / "out")
-    assert "not a GPT-2: position='alibi'" in str(err.value)
-    assert "not a Llama: position='alibi'" in str(err.value)
+    assert "a gpt2 checkpoint cannot hold position='alibi' (it would load as 'learned')" in \
+        str(err.value)
+    assert "a llama checkpoint cannot hold position='alibi' (it would load as 'rope')" in \
+        str(err.value)
     assert not (tmp_path / "out").exists()
 
 
