@@ -11,10 +11,11 @@ T5 is our encoder-decoder with these parts (docs/t5.md):
 - head: v1.0 ties it to the shared embedding and scales the decoder output by d_model^-0.5
   (scale_head); v1.1 has its own lm_head and no scaling.
 
-transformers >= 5 always ties in memory and keeps the scaling as `scale_decoder_outputs`; older
-configs say both with `tie_word_embeddings`. Import reads either; whether the head is tied is
-read from the weights (an lm_head equal to the embedding, or none, is tied). The decoder starts
-from the pad id (0) and ends at </s> (1): generate.beam.greedy(start=0, end=1).
+transformers >= 5 keeps the scaling as `scale_decoder_outputs` and unties a head saved apart
+from the embedding; older configs say both with `tie_word_embeddings`. Import reads either: a
+head is tied when the checkpoint has none, or when the config ties it and it equals the
+embedding. The decoder starts from the pad id (0) and ends at </s> (1):
+generate.beam.greedy(start=0, end=1).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.interop.keymap import (Table, UnsupportedCheckpoint, export_state, import_state,
-                                        mismatches, require)
+                                        require)
 
-ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gated-gelu": "geglu_tanh",
-               "gated-silu": "swiglu"}  # HF feed_forward_proj -> ours
+ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh", "relu2": "relu2",
+               "gated-gelu": "geglu_tanh", "gated-silu": "swiglu"}  # HF feed_forward_proj -> ours
 EXPORT_ACTIVATIONS = {ours: theirs for theirs, ours in ACTIVATIONS.items()}
 FF_NAMES = {"fc": "wi_0", "up": "wi_1", "proj": "wo"}  # gated; plain: fc is wi
 SUBLAYERS = {"attn": "SelfAttention", "cross": "EncDecAttention"}
@@ -36,7 +37,8 @@ BIAS = "layer.0.SelfAttention.relative_attention_bias.weight"
 
 
 def config_from_hf(c: dict) -> ModelConfig:
-    """A T5 config.json -> our ModelConfig, refusing settings we cannot represent."""
+    """A T5 config.json -> our ModelConfig, refusing settings we cannot represent. Whether the
+    head is tied is what the config says; from_hf then reads it from the weights."""
     require(c, "feed_forward_proj", lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}")
     d_model, heads = c.get("d_model", 512), c.get("num_heads", 8)
     require(c, "d_kv", lambda v: v * heads == d_model,
@@ -44,6 +46,7 @@ def config_from_hf(c: dict) -> ModelConfig:
     layers = c.get("num_layers", 6)
     require(c, "num_decoder_layers", lambda v: v in (None, layers),
             f"num_layers={layers}: glassformer's n_layer is the same for both stacks")
+    tied = c.get("tie_word_embeddings", True) is not False
     return ModelConfig(
         family="encdec", vocab_size=c.get("vocab_size", 32128),
         block_size=c.get("n_positions", 512), n_layer=layers, n_head=heads, n_embd=d_model,
@@ -52,15 +55,7 @@ def config_from_hf(c: dict) -> ModelConfig:
         rel_buckets=c.get("relative_attention_num_buckets", 32),
         rel_max_distance=c.get("relative_attention_max_distance", 128), rel_shared=True,
         norm="rmsnorm", norm_placement="pre", norm_eps=c.get("layer_norm_epsilon", 1e-6),
-        qk_scale=1.0, scale_head=scales_head(c))
-
-
-def scales_head(c: dict) -> bool:
-    """Whether the decoder output is scaled by d_model^-0.5: transformers >= 5 writes
-    `scale_decoder_outputs`; before, T5 scaled exactly when `tie_word_embeddings` (v1.0)."""
-    if "scale_decoder_outputs" in c:
-        return bool(c["scale_decoder_outputs"])
-    return c.get("tie_word_embeddings", True) is not False
+        qk_scale=1.0, tie_weights=tied, scale_head=c.get("scale_decoder_outputs", tied))
 
 
 def table(cfg: ModelConfig) -> Table:
@@ -107,8 +102,10 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
         raise UnsupportedCheckpoint(
             "this T5 checkpoint has no decoder (a T5EncoderModel); glassformer reads T5Model and "
             "T5ForConditionalGeneration checkpoints, whose encode() gives the encoder's states")
+    # transformers >= 5 says tie_word_embeddings=True even for a v1.1 checkpoint with its own
+    # lm_head: a head is tied when it is missing, or when the config ties it and it is equal
     head = state.get("lm_head.weight")
-    tied = head is None or torch.equal(head, state["shared.weight"])
+    tied = head is None or (cfg.tie_weights and torch.equal(head, state["shared.weight"]))
     cfg = dataclasses.replace(cfg, tie_weights=tied)
     ignore = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
               # transformers keeps a cross-attention bias table out of old checkpoints
@@ -119,26 +116,12 @@ def from_hf(hf_config: dict, state: dict) -> tuple[ModelConfig, dict]:
     return cfg, ours
 
 
-def unsupported(cfg: ModelConfig) -> list[str]:
-    """What keeps `cfg` from being a T5 (empty when it is one)."""
-    problems = mismatches(cfg, "T5", family="encdec", attention="softmax", position="t5",
-                          rel_shared=True, norm="rmsnorm", norm_placement="pre", bias=False,
-                          qk_scale=1.0, n_kv_head=None, qk_norm=False, window=None,
-                          moe_experts=0, embed_norm=False, type_vocab_size=0)
-    if cfg.activation not in EXPORT_ACTIVATIONS:
-        problems.append(f"activation={cfg.activation!r} (T5: one of "
-                        f"{', '.join(EXPORT_ACTIVATIONS)})")
-    if cfg.scale_head and not cfg.tie_weights:
-        problems.append("scale_head=True with tie_weights=False (T5 scales a tied head only)")
-    return problems
-
-
-def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
-    """Our `encdec` config and state dict -> a `T5ForConditionalGeneration` config and state."""
-    problems = unsupported(cfg)
-    if problems:
-        raise UnsupportedCheckpoint("not a T5: " + "; ".join(problems))
-    hf_config = {
+def config_to_hf(cfg: ModelConfig) -> dict:
+    """The `T5ForConditionalGeneration` config.json nearest to `cfg`. transformers >= 5 reads
+    the head's scaling from scale_decoder_outputs and unties a head saved apart from `shared`;
+    older versions read both from tie_word_embeddings, so they load v1.0 (tied, scaled) and
+    v1.1 (untied, unscaled) alike, but not the two mixed forms (docs/t5.md)."""
+    return {
         "model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
         "vocab_size": cfg.vocab_size, "n_positions": cfg.block_size, "d_model": cfg.n_embd,
         "d_kv": cfg.head_dim, "d_ff": cfg.hidden, "num_layers": cfg.n_layer,
@@ -146,16 +129,18 @@ def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
         "relative_attention_num_buckets": cfg.rel_buckets,
         "relative_attention_max_distance": cfg.rel_max_distance,
         "dropout_rate": cfg.dropout, "layer_norm_epsilon": cfg.norm_eps,
-        "feed_forward_proj": EXPORT_ACTIVATIONS[cfg.activation], "is_encoder_decoder": True,
-        # what both readers understand: transformers < 5 scales exactly a tied head
-        "tie_word_embeddings": cfg.scale_head, "scale_decoder_outputs": cfg.scale_head,
-        "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
-        "torch_dtype": "float32"}
+        "feed_forward_proj": EXPORT_ACTIVATIONS.get(cfg.activation, "relu"),
+        "is_encoder_decoder": True, "tie_word_embeddings": cfg.tie_weights,
+        "scale_decoder_outputs": cfg.scale_head,
+        "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0}
+
+
+def to_hf(cfg: ModelConfig, state: dict) -> tuple[dict, dict]:
+    """Our `encdec` config and state dict -> a `T5ForConditionalGeneration` config and state
+    dict: what a T5 can hold of them (`interop.hf.exported` refuses a model it cannot hold
+    whole)."""
+    hf_config = config_to_hf(cfg)
     sizes = {name: cfg.n_embd for names in table(cfg).values() if len(names) > 1 for name in names}
     skip = set(copies(cfg))
     theirs = export_state(table(cfg), {k: v for k, v in state.items() if k not in skip}, sizes)
-    if cfg.tie_weights and not cfg.scale_head:
-        # a tied head without the scaling (what transformers >= 5 builds for v1.1 configs):
-        # written as its own lm_head, since an older reader unties it
-        theirs["lm_head.weight"] = state["head.weight"].clone()
     return hf_config, theirs

@@ -20,6 +20,7 @@ from glassformer.config import ModelConfig, RunConfig
 from glassformer.errors import ConfigError
 from glassformer.generate.beam import greedy
 from glassformer.interop import t5
+from glassformer.interop.hf import exported
 from glassformer.interop.keymap import UnsupportedCheckpoint
 from glassformer.model import EncoderDecoder, build, count_parameters
 from glassformer.tokenizers import HFTokenizer, load_tokenizer
@@ -216,15 +217,14 @@ def test_settings_t5_cannot_hold_are_refused_by_name():
     with pytest.raises(UnsupportedCheckpoint, match="no decoder"):
         t5.from_hf(encoder_only.config.to_dict(), encoder_only.state_dict())
 
-    cfg = imported(hf_t5("v1.1")).cfg
+    model = imported(hf_t5("v1.1"))
     for change, message in [({"norm": "layernorm"}, "norm='layernorm'"),
                             ({"rel_shared": False}, "rel_shared=False"),
-                            ({"qk_scale": None}, "qk_scale=None"),
-                            ({"activation": "gelu_tanh"}, "activation='gelu_tanh'"),
-                            ({"scale_head": True}, "scale_head=True with tie_weights=False")]:
-        wrong = ModelConfig(**cfg.__dict__ | change)
+                            ({"qk_scale": None}, "qk_scale=0.35"),  # 1/sqrt(8), resolved
+                            ({"activation": "geglu"}, "activation='geglu'")]:
+        wrong = ModelConfig(**model.cfg.__dict__ | change)
         with pytest.raises(UnsupportedCheckpoint, match=message):
-            t5.to_hf(wrong, EncoderDecoder(wrong).state_dict())
+            exported("t5", wrong, EncoderDecoder(wrong).state_dict())
 
 
 def test_new_config_words_are_checked_and_old_runs_load_unchanged():
