@@ -39,7 +39,8 @@ BIAS = "layer.0.SelfAttention.relative_attention_bias.weight"
 def config_from_hf(c: dict) -> ModelConfig:
     """A T5 config.json -> our ModelConfig, refusing settings we cannot represent. Whether the
     head is tied is what the config says; from_hf then reads it from the weights."""
-    require(c, "feed_forward_proj", lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}")
+    require(c, "feed_forward_proj", lambda v: v in ACTIVATIONS,
+            f"one of {', '.join(ACTIVATIONS)}")
     d_model, heads = c.get("d_model", 512), c.get("num_heads", 8)
     require(c, "d_kv", lambda v: v * heads == d_model,
             f"d_model / num_heads = {d_model / heads:g} (glassformer's heads split the width)")
@@ -76,8 +77,9 @@ def table(cfg: ModelConfig) -> Table:
                 t[ours + f"{mine}.proj.weight"] = [theirs + "o.weight"]
             for n, norm in enumerate(norms):  # each sublayer's pre-norm, in order
                 t[ours + f"{norm}.weight"] = [f"{layer}{n}.layer_norm.weight"]
+            dense = f"{layer}{len(norms) - 1}.DenseReluDense."  # the last sublayer
             for mine, theirs in ff.items():
-                t[ours + f"mlp.{mine}.weight"] = [f"{layer}{len(norms) - 1}.DenseReluDense.{theirs}.weight"]
+                t[ours + f"mlp.{mine}.weight"] = [f"{dense}{theirs}.weight"]
     if not cfg.tie_weights:
         t["head.weight"] = ["lm_head.weight"]
     return t

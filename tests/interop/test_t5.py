@@ -333,9 +333,8 @@ def test_checkpoint_with_unigram_tokenizer_converts_to_a_run_and_back(checkpoint
     assert "wrote run directory" in capsys.readouterr().out
     run = load_run(tmp_path / "run")
     assert run.cfg.model.family == "encdec" and run.cfg.model.rel_shared
-    assert run.tokenizer.encode(LINES[0]) == Tokenizer.from_file(str(path / "tokenizer.json")
-                                                                ).encode(LINES[0],
-                                                                         add_special_tokens=False).ids
+    original = Tokenizer.from_file(str(path / "tokenizer.json"))
+    assert run.tokenizer.encode(LINES[0]) == original.encode(LINES[0], add_special_tokens=False).ids
     with torch.no_grad():
         want = hf(input_ids=src, attention_mask=valid.long(), decoder_input_ids=tgt).logits
         assert max_diff(run.model(src, tgt, src_valid=valid)[0], want) < TOL

@@ -10,9 +10,9 @@ from glassformer.config import ModelConfig
 from glassformer.model.mlp import MLP
 
 
-@pytest.mark.parametrize("activation,act", [("swiglu", F.silu),
-                                            ("geglu", lambda h: F.gelu(h, approximate="none")),
-                                            ("geglu_tanh", lambda h: F.gelu(h, approximate="tanh"))])
+@pytest.mark.parametrize("activation,act", [
+    ("swiglu", F.silu), ("geglu", lambda h: F.gelu(h, approximate="none")),
+    ("geglu_tanh", lambda h: F.gelu(h, approximate="tanh"))])
 
 
 @pytest.mark.parametrize("bias", [False, True])
