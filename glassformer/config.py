@@ -24,7 +24,7 @@ Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
 POSITION_ACTS_ON = {"learned": "embeddings", "sinusoidal": "embeddings", "rope": "qk",
                     "alibi": "scores", "t5": "scores", "none": "nowhere"}
 ACTING_POSITIONS = tuple(s for s, where in POSITION_ACTS_ON.items() if where != "nowhere")
-Activation = Literal["relu", "relu2", "gelu", "gelu_tanh", "swiglu", "geglu"]
+Activation = Literal["relu", "relu2", "gelu", "gelu_tanh", "swiglu", "geglu", "geglu_tanh"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
 Attention = Literal["softmax", "linear"]
@@ -80,9 +80,13 @@ class ModelConfig:
     """T5 relative bias: buckets of relative distance (half exact, half logarithmic)."""
     rel_max_distance: int = 128
     """T5 relative bias: distances from here on share the last bucket."""
+    rel_shared: bool = False
+    """T5 relative bias: one table per stack, owned by its first layer and read by every layer
+    (T5's layout: rel_buckets * H parameters per stack); False: each layer its own table."""
     activation: Activation = "gelu"
     """Feed-forward non-linearity: ReLU, squared ReLU (Primer), exact GELU or GPT-2's
-    tanh-approximated GELU, or the gated SwiGLU and GeGLU."""
+    tanh-approximated GELU, or the gated SwiGLU, GeGLU (exact GELU) and GeGLU with the tanh GELU
+    (T5 v1.1's "gated-gelu")."""
     ffn_hidden: int | None = None
     """Feed-forward hidden width; None: 4 * n_embd, or for the gated ones 2/3 of that (rounded
     up to a multiple of 8), which keeps the parameter count about the same. The code reads the
@@ -100,6 +104,9 @@ class ModelConfig:
     """Norm epsilon."""
     tie_weights: bool = True
     """Share the token embedding matrix with the LM head."""
+    scale_head: bool = False
+    """encdec family: multiply the decoder's output by n_embd^-0.5 before the LM head (T5 v1.0,
+    whose head is its tied N(0, 1) embedding matrix)."""
     attention: Attention = "softmax"
     """The attention algorithm: softmax(QK^T/sqrt(D) + mask) V, or linear attention (elu+1
     feature map, O(T), a different model)."""
@@ -155,6 +162,8 @@ class ModelConfig:
         require(self, "rel_max_distance", self.rel_max_distance > self.rel_buckets // 2,
                  f"must be larger than rel_buckets // 2 ({self.rel_buckets // 2}), where the "
                  "exact buckets end")
+        require(self, "rel_shared", not self.rel_shared or self.position == "t5",
+                 "needs position='t5' (it shares T5's relative-bias table)")
         require(self, "moe_experts", self.moe_experts >= 0, "must be >= 0 (0: dense)")
         require(self, "moe_top_k", self.moe_top_k >= 1 and
                  (self.moe_experts == 0 or self.moe_top_k <= self.moe_experts),
@@ -162,6 +171,8 @@ class ModelConfig:
         require(self, "moe_aux_weight", self.moe_aux_weight >= 0, "must be >= 0")
         require(self, "qk_scale", self.qk_scale is None or self.qk_scale > 0,
                  "must be positive (or None for 1/sqrt(head_dim))")
+        require(self, "scale_head", not self.scale_head or self.family == "encdec",
+                 "is for the encdec family's LM head (T5 v1.0)")
         require(self, "type_vocab_size", self.type_vocab_size >= 0, "must be >= 0 (0: none)")
         require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
         require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
@@ -207,7 +218,7 @@ class ModelConfig:
     @property
     def gated(self) -> bool:
         """Whether the feed-forward is a gated linear unit (SwiGLU, GeGLU)."""
-        return self.activation in ("swiglu", "geglu")
+        return self.activation in ("swiglu", "geglu", "geglu_tanh")
 
     @property
     def hidden(self) -> int:

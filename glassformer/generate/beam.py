@@ -27,23 +27,26 @@ def _start(model, src, src_valid, rows: int):
 
 
 @torch.no_grad()
-def greedy(model, src, src_valid, max_len: int | None = None) -> list[list[int]]:
-    """src (B, S), src_valid (B, S) -> the most likely token at each step until [EOS], per row
-    (without [BOS] and [EOS])."""
+def greedy(model, src, src_valid, max_len: int | None = None, *, start: int = BOS,
+           end: int | None = EOS) -> list[list[int]]:
+    """src (B, S), src_valid (B, S) -> the most likely token at each step until `end`, per row
+    (without `start` and `end`). The decoder starts from `start`: our [BOS], or T5's pad (0,
+    with end 1, its </s>); end None: always max_len tokens."""
     max_len = min(max_len or model.cfg.block_size, model.cfg.block_size)
     B = src.size(0)
     memory, cache = _start(model, src, src_valid, B)
-    step = torch.full((B, 1), BOS, device=src.device)  # (B, 1)
+    step = torch.full((B, 1), start, device=src.device)  # (B, 1)
     out, done = [], torch.zeros(B, dtype=torch.bool, device=src.device)
     for _ in range(max_len):
         logits = model.decode(step, memory, src_valid, cache=cache)  # (B, 1, V)
         step = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
         out.append(step[:, 0])
-        done |= step[:, 0] == EOS
+        if end is not None:
+            done |= step[:, 0] == end
         if done.all() or cache.length == model.cfg.block_size:
             break
     tokens = torch.stack(out, 1).tolist()  # (B, steps)
-    return [row[:row.index(EOS)] if EOS in row else row for row in tokens]
+    return [row[:row.index(end)] if end in row else row for row in tokens]
 
 
 @torch.no_grad()

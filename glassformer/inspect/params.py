@@ -6,7 +6,8 @@ bias terms only with cfg.bias:
   feed-forward  C -> F -> C: 2CF + F + C     gated (SwiGLU, GeGLU): 3CF + 2F + C
                 with E experts: router C*E + E * (one feed-forward)
   norms         LayerNorm C (+ C), RMSNorm C; two per block, plus 2 * D with QK-norm
-  T5 bias       rel_buckets * H: each layer's own table of relative-position biases
+  T5 bias       rel_buckets * H: each layer's own table of relative-position biases, or with
+                rel_shared one table per stack, owned by its first layer
 Embeddings V*C, learned positions block_size*C, final norm (pre-norm only), LM head V*C unless
 tied to the embeddings. GPT-2 small: 124,439,808.
 """
@@ -24,7 +25,8 @@ def closed_form_count(cfg) -> int:
 
     attention = 2 * C * C + 2 * C * kv + b * (2 * C + 2 * kv)
     attention += 2 * norm(cfg.head_dim) if cfg.qk_norm else 0
-    attention += cfg.rel_buckets * cfg.n_head if cfg.position == "t5" else 0
+    table = cfg.rel_buckets * cfg.n_head if cfg.position == "t5" else 0
+    attention += 0 if cfg.rel_shared else table
     feed_forward = (3 if cfg.gated else 2) * C * F + b * ((2 if cfg.gated else 1) * F + C)
     if cfg.moe_experts:
         feed_forward = C * cfg.moe_experts + cfg.moe_experts * feed_forward  # router + experts
@@ -32,7 +34,8 @@ def closed_form_count(cfg) -> int:
     embeddings = V * C + (cfg.block_size * C if cfg.position == "learned" else 0)
     final_norm = norm(C) if cfg.norm_placement == "pre" else 0
     head = 0 if cfg.tie_weights else V * C
-    return embeddings + cfg.n_layer * block + final_norm + head
+    shared = table if cfg.rel_shared else 0
+    return embeddings + cfg.n_layer * block + shared + final_norm + head
 
 
 # ---- The table: one row per part, with its measured count and its closed form ----------------
@@ -64,7 +67,8 @@ def parameter_table(model, cfg) -> list[dict]:
         copies = [len(layers[(base, star)]) for star in range(base.count("*"))]
         text, value = _formula(key, cfg) or (None, None)
         if text is not None:
-            multiplier = "·".join(_copies_symbol(base, star, n) for star, n in enumerate(copies))
+            names = (_copies_symbol(base, star, n, cfg) for star, n in enumerate(copies))
+            multiplier = "·".join(name for name in names if name != "1")
             if multiplier:
                 text = f"{multiplier}·({text})" if " + " in text else f"{multiplier}·{text}"
             for n in copies:
@@ -112,10 +116,13 @@ def _group(module_name: str) -> tuple[str, list[int]]:
     return ".".join(parts), indices
 
 
-def _copies_symbol(key: str, star: int, n: int) -> str:
-    """How the formula names the copies behind the star-th "*": L layers, E experts."""
+def _copies_symbol(key: str, star: int, n: int, cfg) -> str:
+    """How the formula names the copies behind the star-th "*": L layers, E experts; a part
+    that only some layers own (the first, with rel_shared), their number."""
     before = key.split("*")[star]
-    return "E" if before.endswith("experts.") else "L" if before.endswith("blocks.") else str(n)
+    if before.endswith("experts."):
+        return "E"
+    return "L" if before.endswith("blocks.") and n == cfg.n_layer else str(n)
 
 
 def _formula(key: str, cfg):

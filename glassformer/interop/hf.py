@@ -2,7 +2,7 @@
 
 A Hugging Face directory holds config.json (with "model_type"), the weights (model.safetensors,
 shards listed in model.safetensors.index.json, or pytorch_model.bin) and often tokenizer.json.
-Each family module (gpt2, llama, bert, bart) maps one model_type's names and layouts:
+Each family module (gpt2, llama, bert, bart, t5) maps one model_type's names and layouts:
 
     from_hf(hf_config, state) -> (ModelConfig, our state dict)
     to_hf(cfg, our state dict) -> (hf_config, their state dict)
@@ -25,8 +25,9 @@ from glassformer.interop.keymap import UnsupportedCheckpoint
 from glassformer.tokenizers import CharTokenizer, HFTokenizer, load_tokenizer
 
 FAMILIES = {"gpt2": "glassformer.interop.gpt2", "llama": "glassformer.interop.llama",
-            "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart"}
-EXPORTS = {"gpt": ("gpt2", "llama"), "bert": ("bert",), "encdec": ("bart",)}  # ours -> theirs
+            "bert": "glassformer.interop.bert", "bart": "glassformer.interop.bart",
+            "t5": "glassformer.interop.t5"}
+EXPORTS = {"gpt": ("gpt2", "llama"), "bert": ("bert",), "encdec": ("bart", "t5")}  # ours -> theirs
 TASKS = {"gpt": "lm", "bert": "mlm", "encdec": "pairs"}  # a converted run's train.task
 CONFIG, SAFETENSORS, INDEX, BIN, TOKENIZER = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

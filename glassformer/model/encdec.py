@@ -6,6 +6,8 @@ ids (B, T) (the target shifted right: [BOS] y_1 .. y_{T-1}) + memory -> decoder 
 -> logits (B, T, V) for y_1 .. y_T   (teacher forcing)
 
 One vocabulary: the encoder, the decoder and the LM head share one token matrix (as BART does).
+T5 (interop/t5.py) is this model with position="t5" (rel_shared: one bias table per stack),
+RMSNorm without biases, unscaled scores (qk_scale=1.0) and, in v1.0, scale_head.
 """
 
 from torch import nn
@@ -33,7 +35,9 @@ class EncoderDecoder(nn.Module):
         """ids (B, T) decoder input; memory (B, S, C) -> logits (B, T, V). With a cache, ids are
         the new positions only, and the memory's keys/values are computed on the first call."""
         x = self.decoder(ids, key_valid=key_valid, cache=cache, memory=memory,
-                         memory_valid=src_valid)
+                         memory_valid=src_valid)  # (B, T, C)
+        if self.cfg.scale_head:  # T5 v1.0: its tied head is the N(0, 1) embedding matrix
+            x = x * self.cfg.n_embd ** -0.5
         return self.head(x)
 
     def forward(self, src, ids, targets=None, *, src_valid=None, key_valid=None,

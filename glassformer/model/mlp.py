@@ -3,6 +3,7 @@
 relu, gelu      FFN(x) = W2 act(W1 x + b1) + b2  (gelu: exact; gelu_tanh: GPT-2's tanh approximation)
 relu2           FFN(x) = W2 relu(W1 x + b1)^2 + b2  (squared ReLU: Primer, So et al. 2021)
 swiglu, geglu   FFN(x) = W2 (act(W_gate x) * (W_up x)), act = SiLU or GELU (Shazeer, 2020)
+geglu_tanh      the same with GELU's tanh approximation (T5 v1.1's "gated-gelu")
 """
 
 from functools import partial
@@ -20,7 +21,8 @@ class ReLUSquared(nn.Module):
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu2": ReLUSquared, "gelu": nn.GELU,
                "gelu_tanh": partial(nn.GELU, approximate="tanh"),
-               "swiglu": nn.SiLU, "geglu": nn.GELU}
+               "swiglu": nn.SiLU, "geglu": nn.GELU,
+               "geglu_tanh": partial(nn.GELU, approximate="tanh")}
 
 
 class MLP(nn.Module):

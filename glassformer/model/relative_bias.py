@@ -3,8 +3,10 @@ learned scalar b[bucket(j - i), h] to the score of query i for key j. Nearby dis
 each, farther ones share logarithmically wider buckets, and from max_distance on all share the last.
 
 Encoders are bidirectional (keys before and after the query get separate buckets); decoders are
-causal and bucket only the past. T5 shares one table across its layers; here each attention layer
-owns its own (n_buckets * H parameters per layer), so a layer is self-contained.
+causal and bucket only the past. By default each attention layer owns its own table (n_buckets * H
+parameters per layer), so a layer is self-contained; with rel_shared (T5's layout) the first layer
+of each stack owns the one table and the stack hands the same module to its other layers
+(model/stack.py): one set of parameters, as many names in the state dict as layers.
 """
 
 import math

@@ -24,6 +24,9 @@ class Stack(nn.Module):
         self.cfg = cfg
         self.embed = Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg, causal, cross) for _ in range(cfg.n_layer))
+        if cfg.rel_shared:  # T5: the first layer's relative-bias table serves every layer
+            for block in self.blocks[1:]:
+                block.attn.relative = self.blocks[0].attn.relative
         # Post-norm blocks already end in a norm; pre-norm stacks need one before the head.
         self.norm = make_norm(cfg) if cfg.norm_placement == "pre" else nn.Identity()
 

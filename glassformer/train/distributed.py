@@ -90,6 +90,10 @@ def wrap(model, parallel: str, world: World):
         return model
     if parallel == "ddp":
         return DistributedDataParallel(model)
+    if model.cfg.rel_shared:  # a block's parameter read by other blocks: no unit of its own
+        raise GlassformerError("--train.parallel=fsdp shards each block on its own, and "
+                               "rel_shared=True lends the first block's relative-bias table to "
+                               "the others; train this model with --train.parallel=ddp")
     for block in [m for m in model.modules() if isinstance(m, Block)]:
         fully_shard(block)
     return fully_shard(model)

@@ -27,7 +27,8 @@ from glassformer.config import FORMS_SCORES, POSITION_ACTS_ON
 
 BYTES = {"fp32": 4, "bf16": 2}
 # Tensors of width F per token that each activation's feed-forward saves (see above)
-SAVED_FFN = {"relu": 1, "relu2": 2, "gelu": 2, "gelu_tanh": 2, "swiglu": 4, "geglu": 4}
+SAVED_FFN = {"relu": 1, "relu2": 2, "gelu": 2, "gelu_tanh": 2, "swiglu": 4, "geglu": 4,
+             "geglu_tanh": 4}
 
 
 def count_on_meta(model_cfg) -> int:

@@ -13,6 +13,7 @@ VARIANTS = [
     {"model.bias": "false", "model.norm": "rmsnorm", "model.activation": "swiglu"},
     {"model.n_kv_head": "1", "model.qk_norm": "true", "model.position": "rope"},
     {"model.position": "t5", "model.tie_weights": "false", "model.norm_placement": "post"},
+    {"model.position": "t5", "model.rel_shared": "true", "model.n_layer": "3"},
     {"model.moe_experts": "3", "model.activation": "relu", "model.position": "sinusoidal"},
 ]
 
@@ -40,6 +41,16 @@ def test_gpt2_small_has_its_known_rows():
     assert rows["blocks.*.attn.qkv[q]"]["formula"] == "L·(C·C + C)"
     assert rows["blocks.*.mlp.fc"]["count"] == 12 * (768 * 3072 + 3072)
     assert "head" not in rows  # tied to the embedding: counted once
+
+
+def test_a_shared_bias_table_is_one_row_of_one_table():
+    cfg = apply_overrides(preset("tiny"), {"model.position": "t5", "model.rel_shared": "true",
+                                           "model.n_layer": "3"}).model
+    rows = {r["part"]: r for r in parameter_table(build(cfg), cfg)}
+    table = rows["blocks.*.attn.relative.table"]
+    assert table["count"] == table["closed_form"] == cfg.rel_buckets * cfg.n_head
+    assert table["formula"] == "rel_buckets·H"  # one table, not L of them
+    assert rows["blocks.*.norm1"]["formula"] == "L·2C"  # the other parts: one per layer
 
 
 def test_the_text_table_ends_with_the_total():

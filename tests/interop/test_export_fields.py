@@ -30,6 +30,9 @@ BASES = {  # a model each family holds
     "bert": ModelConfig(**SMALL, family="bert", norm_placement="post", embed_norm=True,
                         type_vocab_size=2, norm_eps=1e-12),
     "bart": ModelConfig(**SMALL, family="encdec", norm_placement="post", embed_norm=True),
+    "t5": ModelConfig(**SMALL, family="encdec", position="t5", rel_shared=True, norm="rmsnorm",
+                      bias=False, qk_scale=1.0, activation="relu", norm_eps=1e-6,
+                      scale_head=True),
 }
 # Values other than the defaults for the fields that are not Literals or bools (those are
 # walked through every choice).

@@ -33,8 +33,9 @@ from glassformer.model.relative_bias import RelativeBias
 POSITIONS = typing.get_args(Position)
 NORMS = typing.get_args(Norm)
 PLACEMENTS = typing.get_args(NormPlacement)
-# gelu_tanh is gelu to ~1e-3, the same part (its own test is GPT-2 parity, tests/interop)
-ACTIVATIONS = [a for a in typing.get_args(Activation) if a != "gelu_tanh"]
+# gelu_tanh and geglu_tanh are gelu and geglu to ~1e-3, the same parts (their own tests are
+# GPT-2 and T5 v1.1 parity, tests/interop)
+ACTIVATIONS = [a for a in typing.get_args(Activation) if a not in ("gelu_tanh", "geglu_tanh")]
 KV_HEADS = [None, 2]  # multi-head (4 kv heads), grouped-query (2 groups of 2 query heads)
 EXPERTS = [0, 4]
 BLOCK = 16

@@ -1,4 +1,5 @@
-"""Gated feed-forwards (SwiGLU, GeGLU) against their formulas, and the default hidden widths."""
+"""Gated feed-forwards (SwiGLU, GeGLU, T5 v1.1's tanh GeGLU) against their formulas, and the default
+hidden widths."""
 import math
 
 import pytest
@@ -9,8 +10,9 @@ from glassformer.config import ModelConfig
 from glassformer.model.mlp import MLP
 
 
-@pytest.mark.parametrize("activation,act", [("swiglu", F.silu),
-                                            ("geglu", lambda h: F.gelu(h, approximate="none"))])
+@pytest.mark.parametrize("activation,act", [
+    ("swiglu", F.silu), ("geglu", lambda h: F.gelu(h, approximate="none")),
+    ("geglu_tanh", lambda h: F.gelu(h, approximate="tanh"))])
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -41,6 +43,18 @@ def test_geglu_uses_exact_gelu_not_tanh():
     h = torch.linspace(-4, 4, 101)
     torch.testing.assert_close(mlp.act(h), F.gelu(h, approximate="none"), atol=0, rtol=0)
     assert not torch.equal(mlp.act(h), F.gelu(h, approximate="tanh"))
+
+
+def test_geglu_tanh_is_transformers_gelu_new():
+    """T5 v1.1's "gated-gelu" gates with transformers' "gelu_new" (the tanh approximation,
+    written out), not the exact GELU of our "geglu"."""
+    from transformers.activations import ACT2FN
+
+    cfg = ModelConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=16,
+                      activation="geglu_tanh")
+    h = torch.linspace(-6, 6, 241)
+    torch.testing.assert_close(MLP(cfg).act(h), ACT2FN["gelu_new"](h), atol=1e-6, rtol=0)
+    assert (MLP(cfg).act(h) - F.gelu(h)).abs().max() > 1e-4 and cfg.gated
 
 
 @pytest.mark.parametrize("n_embd,expected",

@@ -10,6 +10,7 @@ from transformers import T5Config
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from glassformer.config import ModelConfig
+from glassformer.errors import ConfigError
 from glassformer.inspect.params import closed_form_count
 from glassformer.model import count_parameters
 from glassformer.model.attention import SelfAttention, attend_math
@@ -123,6 +124,39 @@ def test_gpt_t5_counts_its_tables_once_per_layer(n_kv_head, norm_placement):
     assert count_parameters(model) == closed_form_count(model.cfg)
     assert closed_form_count(model.cfg) - closed_form_count(
         ModelConfig(**{**model.cfg.__dict__, "position": "none"})) == 2 * 8 * 2  # layers*buckets*H
+
+
+def test_shared_table_is_one_module_owned_by_the_first_layer(tmp_path):
+    """rel_shared (T5's layout): every layer reads the first layer's table; one table's
+    parameters in the count, every layer's name in the state dict, a save/load keeps it one."""
+    model = build(n_layer=3, rel_shared=True)
+    first = model.blocks[0].attn.relative
+    assert all(b.attn.relative is first for b in model.blocks)
+    assert count_parameters(model) == closed_form_count(model.cfg)
+    assert count_parameters(build(n_layer=3)) - count_parameters(model) == 2 * 8 * 2  # 2 tables
+    assert [k for k in model.state_dict() if "relative" in k] == [
+        f"blocks.{i}.attn.relative.table.weight" for i in range(3)]
+    ids = torch.randint(VOCAB, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before, _ = model(ids)
+        # the same numbers as a model whose every layer holds its own copy of the first table
+        manual = build(n_layer=3)
+        for block in manual.blocks:
+            block.attn.relative.table.weight.copy_(first.table.weight)
+        manual.load_state_dict({k: v for k, v in model.state_dict().items()
+                                if "relative" not in k}, strict=False)
+        torch.testing.assert_close(manual(ids)[0], before, atol=1e-6, rtol=0)
+    save_model(model, str(tmp_path / "model.safetensors"))
+    loaded = build(n_layer=3, rel_shared=True)
+    load_model(loaded, str(tmp_path / "model.safetensors"))
+    assert all(b.attn.relative is loaded.blocks[0].attn.relative for b in loaded.blocks)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids)[0], before, atol=0, rtol=0)
+
+
+def test_shared_table_needs_t5_positions():
+    with pytest.raises(ConfigError, match="rel_shared.*needs position='t5'"):
+        ModelConfig(vocab_size=VOCAB, n_head=2, n_embd=16, position="rope", rel_shared=True)
 
 
 @pytest.mark.parametrize("n_kv_head", [None, 1])

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from glassformer.config import ModelConfig
+from glassformer.errors import GlassformerError
+from glassformer.model import build
 from glassformer.train import checkpoint as ckpt
-from glassformer.train.distributed import World, shard
+from glassformer.train.distributed import World, shard, wrap
 from glassformer.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,3 +90,12 @@ def test_each_process_takes_its_own_rows_of_the_global_batch():
     assert torch.equal(torch.cat([p["targets"] for p in parts]), batch["targets"])
     with pytest.raises(Exception, match="batch_size=6 does not split evenly over 4 processes"):
         shard(batch, World(0, 4))
+
+
+def test_fsdp_refuses_a_bias_table_shared_across_blocks():
+    """FSDP gathers each block's parameters for that block alone; T5's shared table is read by
+    every block, so such a model is refused before any sharding (DDP holds it whole)."""
+    cfg = ModelConfig(family="encdec", vocab_size=11, block_size=8, n_layer=2, n_head=2,
+                      n_embd=16, position="t5", rel_shared=True)
+    with pytest.raises(GlassformerError, match="rel_shared=True.*--train.parallel=ddp"):
+        wrap(build(cfg), "fsdp", World(rank=0, size=2))
