@@ -8,6 +8,7 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer classify RUN --text TEXT              (a bert run trained on the genre task)
   glassformer translate RUN --src TEXT [--beam K]   (an encdec run)
   glassformer tokenizer train --vocab-size N [--text PATH] [--out FILE]
+  glassformer data prepare SRC... --tokenizer T --out DIR   (then: glassformer train --data DIR)
   glassformer convert SRC DST
   glassformer inspect params|memory|shapes|attention|positions|next SOURCE [--out DIR] ...
   glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N] [--out DIR]
@@ -18,7 +19,7 @@ only inside the subcommands, so `glassformer --help` answers at once.
 
 One module per command group, each with `add_commands(sub)` and its `cmd_*` handlers:
 train.py (train, eval, info), generate.py (sample, chat, classify, translate), serve.py,
-tokenizer.py, convert.py, finetune.py, inspect.py (inspect ..., compare); what they share
+tokenizer.py, data.py, convert.py, finetune.py, inspect.py (inspect ..., compare); what they share
 (dotted overrides, the sampling options, the family check) is in options.py.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from glassformer.cli import convert, finetune, generate, inspect, serve, tokenizer, train
+from glassformer.cli import convert, data, finetune, generate, inspect, serve, tokenizer, train
 from glassformer.cli.options import no_extra, parse_overrides, shows_any_text
 from glassformer.errors import GlassformerError
 
@@ -53,6 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glassformer", description="Build, train, inspect and sample transformers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (train, generate, serve, tokenizer, convert, finetune, inspect):
+    for group in (train, generate, serve, tokenizer, data, convert, finetune, inspect):
         group.add_commands(sub)
     return parser
