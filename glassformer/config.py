@@ -232,7 +232,7 @@ class TrainConfig:
     """UTF-8 text file to train on; None means the default corpus (Shakespeare's complete works)."""
     data: str | None = None
     """task 'lm': a prepared dataset's folder (`glassformer data prepare`) to train on instead of
-    `text`: its shards memory-mapped, its tokenizer and its validation split (val_fraction and
+    `text`: its shards read in place, its tokenizer and its validation split (val_fraction and
     tokenizer do not apply)."""
     tokenizer: TokenizerKind = "char"
     """Tokenizer kind built from the corpus: one id per character, or byte-level BPE."""

@@ -1,12 +1,18 @@
 """A prepared dataset (`glassformer data prepare`, data/prepare.py) read for training: its
-manifest, its tokenizer, and each split's token shards memory-mapped and seen as one sequence.
+manifest, its tokenizer, and each split's token shards seen as one sequence.
 
 A split is the concatenation of its shards in the manifest's order. `ShardedTokens` answers
 `len()` and slices `[a:b]` of that concatenation without building it, so the samplers that take a
 flat token array (data/lm.py `get_batch`, data/mlm.py `mlm_batch`) draw from a prepared dataset
 unchanged: the same seeded offsets, the same windows; a window that crosses from one shard into
-the next is read from both. Memory holds only the pages the windows touch, whatever the corpus
-size.
+the next is read from both.
+
+A window is read with a positional read (np.fromfile at an offset), not through np.memmap:
+the pages of a mapped file that a process touches count in its resident memory and stay mapped
+(the kernel maps up to 64 KB around each, and reads ahead), so over a long run a memory map's
+RSS creeps towards the size of the corpus. Read this way, the process holds only its batch; the
+operating system's page cache still keeps the hot parts of the files, and gives them back when
+memory is short.
 
 The format (version 1), in the dataset's folder:
   manifest.json     written last: settings, sources, counts, the tokenizer's hash, and for each
@@ -46,13 +52,14 @@ def tokenizer_hash(tokenizer) -> str:
 
 
 class ShardedTokens:
-    """The shards of one split as one read-only token sequence: len() and [a:b] slices."""
+    """The shards of one split as one read-only token sequence: len() and [a:b] slices, each
+    slice read from the files when asked (positional reads: no file is held in memory)."""
 
     def __init__(self, paths: list[Path], dtype):
-        self.shards = [np.memmap(p, dtype=dtype, mode="r") for p in paths if p.stat().st_size]
-        sizes = [len(s) for s in self.shards]
-        self.starts = np.cumsum([0] + sizes)  # shard i holds tokens starts[i] .. starts[i+1]-1
         self.dtype = np.dtype(dtype)
+        sizes = [p.stat().st_size // self.dtype.itemsize for p in paths]
+        self.paths = [p for p, n in zip(paths, sizes) if n]
+        self.starts = np.cumsum([0] + [n for n in sizes if n])  # shard i: starts[i] .. [i+1]-1
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -61,17 +68,15 @@ class ShardedTokens:
         if not isinstance(index, slice) or index.step not in (None, 1):
             raise TypeError("ShardedTokens takes contiguous slices [a:b]")
         a, b, _ = index.indices(len(self))
-        if b <= a:
-            return np.empty(0, self.dtype)
-        first = int(np.searchsorted(self.starts, a, side="right")) - 1  # the shard holding a
         pieces = []
-        i = first
+        i = int(np.searchsorted(self.starts, a, side="right")) - 1  # the shard holding a
         while a < b:
-            start, end = self.starts[i], self.starts[i + 1]
+            start, end = int(self.starts[i]), int(self.starts[i + 1])
             take = min(b, end)
-            pieces.append(self.shards[i][a - start:take - start])
+            pieces.append(np.fromfile(self.paths[i], dtype=self.dtype, count=take - a,
+                                      offset=(a - start) * self.dtype.itemsize))
             a, i = take, i + 1
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return np.concatenate(pieces) if pieces else np.empty(0, self.dtype)
 
 
 class PreparedData:

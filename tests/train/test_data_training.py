@@ -149,7 +149,9 @@ def peak_rss_of_training(data, run_dir) -> float:
 def test_training_memory_does_not_grow_with_the_corpus(tmp_path):
     # Corpora of 50 and 200 MB of text (as many uint16 tokens: 100 and 400 MB of shards),
     # written in 4 MB files of random letters; the peak RSS of the same short training run
-    # on each differs by far less than the 300 MB of extra shards.
+    # on each differs by far less than the 300 MB of extra shards. (The peak of one run on
+    # one dataset varies by ~50 MB from run to run on a busy machine, hence the margin; a
+    # reader through np.memmap differed by 187 MB here, the pages its windows touched.)
     alphabet = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz \n", dtype=np.uint8)
     tok = tmp_path / "tokenizer.json"
     CharTokenizer.from_text(alphabet.tobytes().decode()).save(tok)
@@ -166,5 +168,5 @@ def test_training_memory_does_not_grow_with_the_corpus(tmp_path):
             path.unlink()
         peaks[mb] = peak_rss_of_training(tmp_path / f"ds{mb}", tmp_path / f"run{mb}")
     print(f"peak RSS of training: {peaks}")
-    assert peaks[200] - peaks[50] < 30, peaks
+    assert peaks[200] - peaks[50] < 100, peaks
     assert peaks[200] < 1024
