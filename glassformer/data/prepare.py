@@ -242,7 +242,7 @@ def prepare_group(task: dict) -> dict:
                     chars = 0
             flush()
         except GlassformerError as err:  # a plain error, so that it crosses the process pipe
-            raise GlassformerError(f"{name}: {err}") from None
+            raise GlassformerError(str(err) if name in str(err) else f"{name}: {err}") from None
     record = {"group": group, "bytes": task["bytes"]}
     for split in SPLITS:
         shards = writers[split].close()
