@@ -308,6 +308,7 @@ def start(out: Path, plan: dict, tokenizer) -> None:
             raise GlassformerError(f"{out} holds a dataset prepared from other sources or "
                                    "settings; choose another --out, or delete it to start over")
         recover(out)
+        recover(out / GROUPS)
         return
     if out.exists() and any(p.name != TOKENIZER for p in out.iterdir()):
         raise GlassformerError(f"{out} is not empty and not a dataset being prepared; choose "
