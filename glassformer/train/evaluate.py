@@ -8,6 +8,7 @@ import torch
 
 from glassformer.data.corpora import load_text
 from glassformer.data.lm import check_enough, split, token_file
+from glassformer.data.shards import PreparedData
 
 
 @torch.no_grad()
@@ -36,8 +37,11 @@ def evaluate_tokens(model, tokens, batch_size: int = 16, device="cpu", n_chars=N
 
 def validation_tokens(run) -> np.ndarray:
     """The ids of a loaded run's validation split, as its training cut them: the last
-    `val_fraction` of its text (train.text, or the default corpus) in its tokenizer's ids."""
+    `val_fraction` of its text (train.text, or the default corpus) in its tokenizer's ids, or
+    the validation split of its prepared dataset (train.data)."""
     tc = run.cfg.train
+    if tc.data:  # a prepared dataset's own split, read whole
+        return PreparedData(tc.data).val[:]  # (N,)
     return split(token_file(load_text(tc.text), run.tokenizer), tc.val_fraction)[1]  # (N,)
 
 

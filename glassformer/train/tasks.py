@@ -19,6 +19,7 @@ from glassformer.config import SampleConfig
 from glassformer.data import genre, mlm, seq2seq
 from glassformer.data.corpora import load_text, shakespeare_works
 from glassformer.data.lm import check_enough, get_batch, split, token_file
+from glassformer.data.shards import PreparedData
 from glassformer.errors import GlassformerError
 from glassformer.generate.beam import translate
 from glassformer.generate.sampler import generate
@@ -50,14 +51,22 @@ def fixed_batches(draw, n: int, seed: int) -> list[dict]:
 
 
 class LMTask:
-    """Next-token prediction on a text (the default corpus or --text), last 10% held out."""
+    """Next-token prediction on a text (the default corpus or --text), last 10% held out, or on
+    a prepared dataset (--data: its shards and its split, read in place)."""
 
     def __init__(self, cfg, tokenizer=None):
         tc, self.block_size = cfg.train, cfg.model.block_size
         self.tc = tc
-        self.text = load_text(tc.text)
-        self.tokenizer = tokenizer or self.new_tokenizer(self.text)
-        self.train, self.val = split(token_file(self.text, self.tokenizer), tc.val_fraction)
+        if tc.data:
+            data = PreparedData(tc.data)
+            self.tokenizer = same_tokenizer(tokenizer, data.tokenizer, tc.data)
+            self.train, self.val = data.train, data.val
+            self.prompt = self.tokenizer.decode(self.val[:1])  # samples start as val does
+        else:
+            text = load_text(tc.text)
+            self.tokenizer = tokenizer or self.new_tokenizer(text)
+            self.train, self.val = split(token_file(text, self.tokenizer), tc.val_fraction)
+            self.prompt = "\n" if "\n" in text else text[0]  # samples start at a line break
         check_enough(self.train, self.block_size, "training")
         check_enough(self.val, self.block_size, "validation")
 
@@ -83,9 +92,17 @@ class LMTask:
     def show(self, model) -> str:
         if model.cfg.family != "gpt":
             return ""  # the sampler decodes with a KV cache, which only the GPT has
-        prompt = "\n" if "\n" in self.text else self.text[0]  # samples start at a line break
         cfg = SampleConfig(max_new_tokens=self.tc.sample_tokens, temperature=0.8, seed=self.tc.seed)
-        return generate(model, self.tokenizer, [prompt], cfg)[0].strip("\n")
+        return generate(model, self.tokenizer, [self.prompt], cfg)[0].strip("\n")
+
+
+def same_tokenizer(given, prepared, folder):
+    """The prepared dataset's tokenizer, refused when the run already has another (a resumed
+    run's, or init_from's): the dataset's ids would mean other tokens to the model."""
+    if given is not None and given.to_json() != prepared.to_json():
+        raise GlassformerError(f"the dataset {folder} was prepared with another tokenizer than "
+                               "this run's; prepare it with the run's (--tokenizer RUN)")
+    return prepared
 
 
 def masked_accuracy(logits, batch) -> float:
