@@ -5,6 +5,8 @@
   GET  /v1/models/{id}    the run as OpenAI's model object (404 for any other id)
   GET  /v1/status         the limits, and how many completions are running
   POST /v1/completions    OpenAI's completions; with "stream": true, as server-sent events
+  POST /v1/chat/completions  OpenAI's chat completions, for a run whose tokenizer has a chat
+                          template (an instruct checkpoint); streamed the same way
   POST /v1/distribution   the next-token candidates after a text, under a sampling setting
   POST /v1/attention      the attention weights of a text, per layer and head
 
@@ -33,6 +35,7 @@ from glassformer.generate.sampler import Finish, stream_pieces
 from glassformer.serve import protocol, views
 from glassformer.serve.limits import Limits, Slots
 from glassformer.serve.protocol import ApiError
+from glassformer.tokenizers.chat_template import conversation, end_of_turn
 from glassformer.train.checkpoint import Run, load_run
 
 STATIC = Path(__file__).parent / "static"
@@ -55,6 +58,7 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
                 Route("/v1/models/{id:path}", playground.model),
                 Route("/v1/status", playground.status),
                 Route("/v1/completions", playground.completions, methods=["POST"]),
+                Route("/v1/chat/completions", playground.chat_completions, methods=["POST"]),
                 Route("/v1/distribution", playground.distribution, methods=["POST"]),
                 Route("/v1/attention", playground.attention, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
@@ -106,54 +110,94 @@ class Playground:
     async def completions(self, request):
         req = protocol.parse(protocol.CompletionRequest, await self._body(request))
         prompt_tokens = len(self._encode(req.prompt, "prompt"))
-        cfg = self._sample_config(req)
-        if not self.slots.take():
-            raise ApiError(429, f"{self.limits.max_concurrent} completions are running, as many "
-                                "as this server runs at once; try again shortly",
-                           kind="rate_limit_error", code="rate_limit_exceeded")
-        pieces = stream_pieces(self.run.model, self.run.tokenizer, req.prompt, cfg)
-
-        def finish():  # however the completion ends: its generator closed, its slot back
-            pieces.close()
-            self.slots.give_back()
-
+        cfg = self._sample_config(req, req.max_tokens or 16)
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
                 "created": int(time.time()), "model": self.name}
         echo = req.prompt if req.echo else ""
-        steps = self._advance(request, pieces, req.logprobs, len(echo))
+        steps, finish = self._start(request, req.prompt, cfg, req.logprobs, len(echo))
         if req.stream:
-            usage = req.stream_options is not None and req.stream_options.include_usage
-            events = self._events(steps, head, echo, prompt_tokens if usage else None)
-            return EventStream(events, on_close=finish)
-        text, logprobs, end = [echo], [], None
-        try:
-            async for step in steps:
-                if isinstance(step, Finish):
-                    end = step
-                else:
-                    piece, piece_logprobs = step
-                    text.append(piece)
-                    logprobs.append(piece_logprobs)
-        finally:
-            finish()
+            return EventStream(self._events(steps, head, echo, self._usage(req, prompt_tokens)),
+                               on_close=finish)
+        parts, end = await self._collect(steps, finish)
         if end is None:  # the client went away; nobody reads this
             return Response(status_code=499)
-        logprobs = None if req.logprobs is None else views.joined_logprobs(logprobs)
-        return JSONResponse(protocol.completion(head, "".join(text), end, prompt_tokens, logprobs))
+        text = echo + "".join(piece for piece, _ in parts)
+        logprobs = None if req.logprobs is None else views.joined_logprobs([lp for _, lp in parts])
+        return JSONResponse(protocol.completion(head, text, end, prompt_tokens, logprobs))
 
-    def _sample_config(self, req: protocol.CompletionRequest):
+    async def chat_completions(self, request):
+        req = protocol.parse(protocol.ChatRequest, await self._body(request))
+        try:
+            prompt = conversation(self.run.tokenizer, [m.turn() for m in req.messages])
+        except GlassformerError as err:  # no template, or one that refuses these turns
+            raise ApiError(400, f"messages: {err}", "messages") from None
+        prompt_tokens = len(self._encode(prompt, "messages"))
+        cfg = self._sample_config(req, req.max_completion_tokens or req.max_tokens or
+                                  self.limits.max_tokens)
+        end_token = end_of_turn(self.run.tokenizer)
+        if end_token:  # the reply ends where the template ends a turn
+            cfg = dataclasses.replace(cfg, stop=cfg.stop + (end_token,))
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+                "created": int(time.time()), "model": self.name}
+        steps, finish = self._start(request, prompt, cfg, None, 0)
+        if req.stream:
+            events = self._chat_events(steps, head | {"object": "chat.completion.chunk"},
+                                       self._usage(req, prompt_tokens))
+            return EventStream(events, on_close=finish)
+        parts, end = await self._collect(steps, finish)
+        if end is None:  # the client went away; nobody reads this
+            return Response(status_code=499)
+        text = "".join(piece for piece, _ in parts)
+        return JSONResponse(protocol.chat_completion(head, text, end, prompt_tokens))
+
+    @staticmethod
+    def _usage(req: protocol.Generation, prompt_tokens: int) -> int | None:
+        """prompt_tokens when a stream should end with the usage, else None."""
+        wanted = req.stream_options is not None and req.stream_options.include_usage
+        return prompt_tokens if wanted else None
+
+    def _sample_config(self, req: protocol.Generation, max_tokens: int):
         """The request's SampleConfig, within this server's limits and abilities."""
         req.refuse_unsupported()
-        if req.max_tokens > self.limits.max_tokens:
+        if max_tokens > self.limits.max_tokens:
             raise ApiError(400, f"max_tokens: at most {self.limits.max_tokens} on this server, "
-                                f"got {req.max_tokens}", "max_tokens")
+                                f"got {max_tokens}", "max_tokens")
         stops = req.stops()
         if len(stops) > self.limits.max_stops:
             raise ApiError(400, f"stop: at most {self.limits.max_stops} stop strings, got "
                                 f"{len(stops)}", "stop")
         if not all(stops):
             raise ApiError(400, "stop: a stop string must not be empty", "stop")
-        return req.sample_config()
+        return req.sample_config(max_tokens)
+
+    def _start(self, request, prompt: str, cfg, top: int | None, offset: int):
+        """(steps, finish): the continuation of `prompt` as _advance's steps, holding one of the
+        server's completion slots (429 when none is free) until finish() is called, which must
+        happen however the completion ends (finished, cut short, or never started)."""
+        if not self.slots.take():
+            raise ApiError(429, f"{self.limits.max_concurrent} completions are running, as many "
+                                "as this server runs at once; try again shortly",
+                           kind="rate_limit_error", code="rate_limit_exceeded")
+        pieces = stream_pieces(self.run.model, self.run.tokenizer, prompt, cfg)
+
+        def finish():
+            pieces.close()
+            self.slots.give_back()
+        return self._advance(request, pieces, top, offset), finish
+
+    async def _collect(self, steps, finish) -> tuple[list, Finish | None]:
+        """The steps of a completion that is not streamed, and its Finish (None when the client
+        went away first)."""
+        parts, end = [], None
+        try:
+            async for step in steps:
+                if isinstance(step, Finish):
+                    end = step
+                else:
+                    parts.append(step)
+        finally:
+            finish()
+        return parts, end
 
     async def distribution(self, request):
         req = protocol.parse(protocol.DistributionRequest, await self._body(request))
@@ -239,6 +283,25 @@ class Playground:
                     yield protocol.event(protocol.chunk(head, text, logprobs=logprobs))
         except Exception:  # the status line has gone out: the error is the stream's last event
             log.exception("completion %s failed", head["id"])
+            yield protocol.event(protocol.error_body("the server failed while generating; see "
+                                                     "its log", "server_error"))
+
+
+    async def _chat_events(self, steps, head: dict, prompt_tokens: int | None):
+        """The server-sent events of a streamed chat completion: the role, the pieces of the
+        reply, the finish, the usage when asked for (prompt_tokens not None), [DONE]."""
+        try:
+            yield protocol.event(protocol.chat_chunk(head, {"role": "assistant", "content": ""}))
+            async for step in steps:
+                if isinstance(step, Finish):
+                    yield protocol.event(protocol.chat_chunk(head, {}, step.reason))
+                    if prompt_tokens is not None:
+                        yield protocol.event(protocol.usage_chunk(head, prompt_tokens, step))
+                    yield protocol.event("[DONE]")
+                elif step[0]:
+                    yield protocol.event(protocol.chat_chunk(head, {"content": step[0]}))
+        except Exception:  # the status line has gone out: the error is the stream's last event
+            log.exception("chat completion %s failed", head["id"])
             yield protocol.event(protocol.error_body("the server failed while generating; see "
                                                      "its log", "server_error"))
 

@@ -1,7 +1,7 @@
 """The API's wire format: requests checked field by field, and the JSON answers.
 
-Completions follow OpenAI's completions API (requests, responses, stream chunks, errors), with
-top_k as an extension; the playground's inspect requests use the same sampling fields. Every
+Completions and chat completions follow OpenAI's APIs (requests, responses, stream chunks,
+errors), with top_k as an extension; the playground's inspect requests use the same sampling fields. Every
 field of OpenAI's request is accepted; a value this server cannot honour (n or best_of above 1,
 a suffix, a logit_bias) is refused by name. Every problem with a request becomes an ApiError: a
 4xx status and OpenAI's error shape, {"error": {"message", "type", "param", "code"}}, whose
@@ -10,6 +10,7 @@ message names the field.
 
 import difflib
 import json
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -66,13 +67,13 @@ class StreamOptions(Strict):
     """Accepted for OpenAI's clients; this server sends no padding fields either way."""
 
 
-class CompletionRequest(Sampling):
-    """POST /v1/completions: every field of OpenAI's, and top_k."""
+class Generation(Sampling):
+    """What completions and chat completions share: how much, where to stop, how to send."""
 
-    prompt: str = Field(min_length=1)
     model: str | None = None
     """Accepted for OpenAI's clients; the server has one model and answers with its name."""
-    max_tokens: int = Field(16, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    """Tokens to generate at most (None: 16 for a completion, the server's limit for a chat)."""
     stop: str | list[str] | None = None
     """A stop string or a list of them: the text ends before the first that comes."""
     stream: bool = False
@@ -85,17 +86,8 @@ class CompletionRequest(Sampling):
     """Subtracted from the logit of every token generated so far."""
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     """Subtracted, times its count, from the logit of each token generated so far."""
-    logprobs: int | None = Field(None, ge=0, le=5)
-    """Return each token's log probability and those of the `logprobs` most likely tokens at its
-    place (views.logprobs says which probabilities)."""
-    echo: bool = False
-    """Put the prompt before the completion's text."""
     n: int = Field(1, ge=1)
     """Completions to return: one (n=1) here."""
-    best_of: int = Field(1, ge=1)
-    """Completions to sample and pick the likeliest from: one (best_of=1) here."""
-    suffix: str | None = None
-    """Text that comes after the completion (insertion): none here."""
     logit_bias: dict[str, float] | None = None
     """Biases by OpenAI's token ids: none here (null or {})."""
     user: str | None = None
@@ -111,26 +103,77 @@ class CompletionRequest(Sampling):
         if self.n != 1:
             raise ApiError(400, f"n: this server returns one completion per request (n=1), got "
                                 f"{self.n}; send {self.n} requests (with different seeds)", "n")
+        if self.logit_bias:
+            raise ApiError(400, "logit_bias: not supported (null or {} only): its keys would be "
+                                "OpenAI's token ids, not this model's", "logit_bias")
+
+    def sample_config(self, max_tokens: int) -> SampleConfig:
+        return SampleConfig(max_new_tokens=max_tokens, temperature=self.temperature,
+                            top_k=self.top_k or None, top_p=self.top_p,
+                            presence_penalty=self.presence_penalty,
+                            frequency_penalty=self.frequency_penalty, stop=self.stops(),
+                            seed=self.seed)
+
+
+class CompletionRequest(Generation):
+    """POST /v1/completions: every field of OpenAI's, and top_k."""
+
+    prompt: str = Field(min_length=1)
+    logprobs: int | None = Field(None, ge=0, le=5)
+    """Return each token's log probability and those of the `logprobs` most likely tokens at its
+    place (views.logprobs says which probabilities)."""
+    echo: bool = False
+    """Put the prompt before the completion's text."""
+    best_of: int = Field(1, ge=1)
+    """Completions to sample and pick the likeliest from: one (best_of=1) here."""
+    suffix: str | None = None
+    """Text that comes after the completion (insertion): none here."""
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
         if self.best_of != 1:
             raise ApiError(400, f"best_of: this server samples one completion per request "
                                 f"(best_of=1), got {self.best_of}", "best_of")
         if self.suffix:
             raise ApiError(400, "suffix: this server does not insert text between a prompt and a "
                                 "suffix; send suffix null", "suffix")
-        if self.logit_bias:
-            raise ApiError(400, "logit_bias: not supported (null or {} only): its keys would be "
-                                "OpenAI's token ids, not this model's", "logit_bias")
         if self.echo and self.logprobs is not None:
             raise ApiError(400, "echo: with logprobs, the prompt's tokens would need theirs, "
                                 "which this server does not compute; send echo false or "
                                 "logprobs null", "echo")
 
-    def sample_config(self) -> SampleConfig:
-        return SampleConfig(max_new_tokens=self.max_tokens, temperature=self.temperature,
-                            top_k=self.top_k or None, top_p=self.top_p,
-                            presence_penalty=self.presence_penalty,
-                            frequency_penalty=self.frequency_penalty, stop=self.stops(),
-                            seed=self.seed)
+
+class Message(Strict):
+    """One turn of a conversation, as OpenAI's chat API writes it (text content only)."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+    name: str | None = None
+    """Accepted for OpenAI's clients; chat templates do not read it."""
+
+    def turn(self) -> dict:
+        """The turn as a chat template reads it (OpenAI's "developer" is the system role)."""
+        return {"role": "system" if self.role == "developer" else self.role,
+                "content": self.content}
+
+
+class ChatRequest(Generation):
+    """POST /v1/chat/completions: OpenAI's chat fields for text conversations, and top_k."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    """OpenAI's newer name for max_tokens (give one of them)."""
+    logprobs: bool = False
+    """Log probabilities of the reply's tokens: not here (false only)."""
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        if self.logprobs:
+            raise ApiError(400, "logprobs: not supported for chat completions (false only); "
+                                "/v1/completions returns them", "logprobs")
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            raise ApiError(400, "max_completion_tokens: give it or max_tokens, not both",
+                           "max_completion_tokens")
 
 
 class DistributionRequest(Sampling):
@@ -183,7 +226,8 @@ def _field_error(cls: type[Strict], error: dict) -> ApiError:
         return ApiError(400, f"{field!r} is required", field)
     shown = json.dumps(error["input"])
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return ApiError(400, f"{field}: {error['msg'].lower()}, got {shown}", field)
+    path = ".".join(map(str, error["loc"]))  # e.g. messages.0.role
+    return ApiError(400, f"{path}: {error['msg'].lower()}, got {shown}", field)
 
 
 def completion(head: dict, text: str, finish: Finish, prompt_tokens: int,
@@ -199,6 +243,20 @@ def chunk(head: dict, text: str, finish_reason: str | None = None,
           logprobs: dict | None = None) -> dict:
     """One piece of a streamed completion; the last has a finish_reason and no text."""
     return head | {"choices": [{"text": text, "index": 0, "logprobs": logprobs,
+                                "finish_reason": finish_reason}]}
+
+
+def chat_completion(head: dict, text: str, finish: Finish, prompt_tokens: int) -> dict:
+    """A whole chat completion: the assistant's message."""
+    return head | {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                "logprobs": None, "finish_reason": finish.reason}],
+                   "usage": usage(prompt_tokens, finish)}
+
+
+def chat_chunk(head: dict, delta: dict, finish_reason: str | None = None) -> dict:
+    """One piece of a streamed chat completion: the first delta names the role, the next ones
+    carry content, the last is empty with the finish_reason."""
+    return head | {"choices": [{"index": 0, "delta": delta, "logprobs": None,
                                 "finish_reason": finish_reason}]}
 
 

@@ -74,3 +74,19 @@ def compiled(template: str):
     except jinja2.TemplateSyntaxError as err:
         raise GlassformerError(f"the checkpoint's chat template is not valid Jinja (line "
                                f"{err.lineno}: {err.message})") from None
+
+
+def conversation(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """`messages` as the text `tokenizer`'s checkpoint was trained to read (its chat template,
+    with its special tokens' names), the assistant's turn opened."""
+    chat = getattr(tokenizer, "chat", None) or {}
+    if not chat.get("chat_template"):
+        raise GlassformerError("this model's tokenizer has no chat template (it is not an "
+                               "instruct checkpoint); continue text instead")
+    names = {k: v for k, v in chat.items() if k.endswith("_token") and v is not None}
+    return render(chat["chat_template"], messages, names, add_generation_prompt)
+
+
+def end_of_turn(tokenizer) -> str | None:
+    """The text of the token that ends an assistant's turn (the checkpoint's EOS), or None."""
+    return (getattr(tokenizer, "chat", None) or {}).get("eos_token")
