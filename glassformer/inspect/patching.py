@@ -39,7 +39,7 @@ def _sweep(model, clean, corrupted, target, other, point, batch, patch) -> torch
     _check(model, clean, corrupted)
     L = model.cfg.n_layer
     names = [point(i) for i in range(L)]
-    clean_logits, cache = run_with_cache(model, clean, names=names)
+    (clean_logits, _), cache = run_with_cache(model, clean, names=names)
     d_clean = logit_difference(clean_logits, target, other)  # (1,)
     d_corrupt = logit_difference(model(corrupted)[0], target, other)  # (1,)
     rows = corrupted.expand(batch, -1)  # (batch, T)
