@@ -8,6 +8,7 @@ during decoding they are computed once and kept in the layer's cache.
 """
 
 import torch.nn.functional as F
+
 from glassformer.model.attention import Projections, attend_math
 from glassformer.model.hooks import HookPoint
 
