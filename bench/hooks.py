@@ -8,7 +8,9 @@ existed, in one run.
 added glassformer/model/hooks.py), copied into a temporary folder as the package
 `glassformer_before`, so both models live in one process. All contenders hold the same weights
 and take turns, one step each (round robin), so a slow moment of the machine hits them all;
-each one's median step counts. The contenders:
+each one's median step counts. On a loaded machine the steps' noise can exceed what hook points
+cost, so the script also times an unhooked hook point's call alone (a million calls) and prints
+the bound it gives: points x that time, against the step. The contenders:
 
   before          the model without hook points
   present         hook points, nothing hooked: the cost of having them
@@ -33,7 +35,7 @@ from bench.common import SIZES, gpt2_config, median_ms, table, timed
 from bench.train_step import step
 from glassformer.config import TrainConfig
 from glassformer.model import build
-from glassformer.model.hooks import hook_points, hooked
+from glassformer.model.hooks import HookPoint, hook_points, hooked
 from glassformer.train.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,12 +102,17 @@ def main(argv=None) -> None:
                     times[name].append(t)
         for context in contexts.values():
             context.__exit__(None, None, None)
+    point, x = HookPoint(), torch.zeros(1)
+    call_ns = min(timed(lambda: [point(x) for _ in range(10 ** 6)]) for _ in range(3)) * 1000
     base = median_ms(times["before"])
     rows = [[name, f"{len(hooks.get(name, []))}", f"{median_ms(t):.1f}",
              f"{median_ms(t) / base:.3f}"] for name, t in times.items()]
     print(f"training step, GPT {args.size} ({s}), {args.steps} steps each, round robin; "
           f"before = {rev}; {len(hook_points(present))} hook points")
     print(table(["model", "hooks", "median ms", "ratio to before"], rows))
+    n = len(hook_points(present))
+    print(f"an unhooked hook point's call: {call_ns:.0f} ns; {n} per forward = "
+          f"{n * call_ns / 1000:.1f} us, {n * call_ns / 1e4 / base:.4f}% of the 'before' step")
 
 
 if __name__ == "__main__":
