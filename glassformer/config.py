@@ -324,6 +324,11 @@ class TrainConfig:
     """torch.compile the training step's forward and backward (evaluation and sampling stay
     eager); one process only. Pays a compile at the start (~30 s on a CPU); measure with
     bench/train_step.py before keeping it: on a 2-core CPU it gained nothing for small models."""
+    track_heads: bool = False
+    """At each evaluation, also log the best head's induction score and the loss on repeated
+    random tokens (`in_context_loss`, the repeats; `random_loss`, the first copy) to
+    metrics.jsonl, and plot them against step (heads.png in the run): watch induction heads
+    form (train/detectors.py). A softmax-attention gpt trained on language modelling only."""
     lora_rank: int = 0
     """Rank r of low-rank adapters (LoRA) on the lora_targets layers of the init_from model:
     only the adapters (and a classifier head) train, the rest is frozen. 0: every weight trains."""
@@ -425,6 +430,9 @@ class RunConfig:
         if family not in TASK_FAMILY[task]:
             raise ConfigError(f"train.task={task!r} needs model.family="
                               + " or ".join(map(repr, TASK_FAMILY[task])) + f", not {family!r}")
+        if self.train.track_heads and (family != "gpt" or self.model.attention != "softmax"):
+            raise ConfigError("train.track_heads watches the attention of a gpt with softmax "
+                              "attention (model.family='gpt', model.attention='softmax')")
         if (task == "genre") != (self.model.n_classes > 0):
             raise ConfigError("train.task='genre' needs a classifier (model.n_classes=4), and "
                               "model.n_classes > 0 needs train.task='genre'")

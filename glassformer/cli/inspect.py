@@ -2,6 +2,7 @@
 alike, with the library functions of glassformer/inspect.
 
   glassformer inspect params|memory|shapes|attention|positions|next SOURCE [--out DIR] ...
+  glassformer inspect lens|attribution|patch|detect SOURCE [--out DIR] ...   (docs/hooks.md)
   glassformer compare NAME | --recipe NAME:KEY=VALUE,... [--preset P] [--max-steps N]
                       [--longer F ...] [--lengths T ...] [--out DIR]
 
@@ -68,6 +69,30 @@ def add_commands(sub) -> None:
     p.add_argument("--top-k", type=int, nargs="+", default=[5])
     p.add_argument("--top-p", type=float, nargs="+", default=[0.9])
     p.add_argument("--top", type=int, default=10, help="candidates shown (default: 10)")
+
+    p = command("lens", "the logit lens: each layer's residual stream read through the final "
+                "norm and the unembedding", cmd_lens, text=True)
+    p.add_argument("--target", help="encoder-decoder models: the decoder's input (--text is "
+                   "the source)")
+    p.add_argument("--token", help="a token whose rank and probability to follow (at the last "
+                   "position)")
+    p.add_argument("--top", type=int, default=5, help="top tokens per layer (default: 5)")
+    p = command("attribution", "direct logit attribution of a token's logit (or a logit "
+                "difference) to each head and MLP", cmd_attribution, text=True)
+    p.add_argument("--target", help="encoder-decoder models: the decoder's input")
+    p.add_argument("--token", required=True, help="the token whose logit is attributed")
+    p.add_argument("--other", help="attribute the difference logit[token] - logit[other]")
+    p = command("patch", "activation patching from a clean to a corrupted prompt, per layer x "
+                "position and per head", cmd_patch, text=True)
+    p.add_argument("--corrupted", required=True, help="the corrupted prompt (as many tokens "
+                   "as --text, the clean one)")
+    p.add_argument("--token", required=True, help="the clean answer's token")
+    p.add_argument("--other", required=True, help="the corrupted answer's token")
+    p = command("detect", "head detectors (previous-token, duplicate-token, induction) and the "
+                "loss on repeated random tokens", cmd_detect)
+    p.add_argument("--text", help="also score the heads on this text")
+    p.add_argument("--repeat", type=int, help="random tokens per copy (default: half the "
+                   "block)")
 
     p = sub.add_parser("compare", help="train recipes on the same data and budget; report",
                        description="Train each recipe (dotted overrides on --preset) with the "
@@ -207,6 +232,126 @@ def cmd_next(args) -> int:
     path = next_token_chart(rows, [label(s) for s in settings], out / "next.png",
                             f"next token after {args.text[-30:]!r}")
     print(f"wrote {path}")
+    return 0
+
+
+def _token_id(source, text: str, token: str) -> int:
+    """The id of `token`, which must be one token of the tokenizer that reads `text`."""
+    ids = source.tokenizer_for(text).encode(token)
+    if len(ids) != 1:
+        raise GlassformerError(f"{token!r} is {len(ids)} tokens for this tokenizer; name a "
+                               "single token")
+    return ids[0]
+
+
+def cmd_lens(args) -> int:
+    from glassformer.inspect.lens import format_lens, lens_table, logit_lens
+    from glassformer.inspect.plots import heatmap
+
+    source, out, texts = _texts(args)
+    decode = source.tokenizer_for(args.text).decode
+    target = _token_id(source, args.text, args.token) if args.token else None
+    logits = logit_lens(source.model, *input_ids(texts))  # (L + 1, T, V)
+    text = (f"{source.name}: the logit lens at the last position of {args.text!r}\n"
+            + format_lens(lens_table(logits, -1, target, args.top), decode, target))
+    print(text)
+    _write(out / "lens.txt", text)
+    probs = logits.softmax(dim=-1)  # (L + 1, T, V)
+    top_p, top_id = probs.max(dim=-1)  # (L + 1, T) each
+    notes = [[decode([i]) for i in row] for row in top_id.tolist()]
+    rows = ["embed"] + [f"layer {i}" for i in range(len(logits) - 1)]
+    path = heatmap(top_p, rows, texts[-1][1], out / "lens.png", f"{source.name}: the logit lens "
+                   "(top token and its probability after each layer, per position)",
+                   cmap="viridis", centred=False, notes=notes)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_attribution(args) -> int:
+    import torch
+
+    from glassformer.inspect.attribution import direct_logit_attribution
+    from glassformer.inspect.plots import heatmap
+
+    source, out, texts = _texts(args)
+    target = _token_id(source, args.text, args.token)
+    other = _token_id(source, args.text, args.other) if args.other else None
+    parts = direct_logit_attribution(source.model, *input_ids(texts), target=target, other=other)
+    what = f"logit[{args.token!r}]" + (f" - logit[{args.other!r}]" if args.other else "")
+    lines = [f"{name:>14}: {value:+.4f}" for name, value in parts.items()]
+    text = (f"{source.name}: direct logit attribution of {what} at the last position of "
+            f"{args.text!r}\n" + "\n".join(lines) + f"\n{'sum':>14}: {sum(parts.values()):+.4f}")
+    print(text)
+    _write(out / "attribution.txt", text)
+    m = source.model.cfg
+    letters = ["H"] + (["X"] if m.family == "encdec" else [])
+    columns = [f"{x}{h}" for x in letters for h in range(m.n_head)] + ["mlp"]
+    grid = torch.tensor([[parts[f"L{i}{c}" if c != "mlp" else f"L{i} mlp"] for c in columns]
+                         for i in range(m.n_layer)])
+    path = heatmap(grid, [f"layer {i}" for i in range(m.n_layer)], columns,
+                   out / "attribution.png", f"{source.name}: direct attribution of {what}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_patch(args) -> int:
+    import torch
+
+    from glassformer.inspect.patching import patch_heads, patch_residual
+    from glassformer.inspect.plots import heatmap
+
+    source, out = _source(args)
+    both = args.text + args.corrupted  # a preset's tokenizer must know both prompts
+    tokenizer = source.tokenizer_for(both)
+    clean, corrupted = (torch.tensor([tokenizer.encode(t)]) for t in (args.text, args.corrupted))
+    target, other = (_token_id(source, both, t) for t in (args.token, args.other))
+    residual = patch_residual(source.model, clean, corrupted, target, other)  # (L, T)
+    heads = patch_heads(source.model, clean, corrupted, target, other)  # (L, H)
+    rows = [f"layer {i}" for i in range(len(residual))]
+    text = (f"{source.name}: share of logit[{args.token!r}] - logit[{args.other!r}] recovered "
+            f"by patching {args.text!r} into {args.corrupted!r}\nresidual stream (layer x "
+            f"position):\n{residual.numpy().round(3)}\nheads (layer x head):\n"
+            f"{heads.numpy().round(3)}")
+    print(text)
+    _write(out / "patch.txt", text)
+    tokens = [tokenizer.decode([i]) for i in clean[0].tolist()]
+    for name, grid, columns in [("residual", residual, tokens),
+                                ("heads", heads, [f"H{h}" for h in range(heads.size(1))])]:
+        path = heatmap(grid, rows, columns, out / f"patch-{name}.png", f"{source.name}: "
+                       f"activation patching ({name}), share of the logit difference recovered")
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_detect(args) -> int:
+    import torch
+
+    from glassformer.inspect.plots import heatmap
+    from glassformer.train.detectors import DETECTORS, detect, induction_loss, repeated_tokens
+
+    source, out = _source(args)
+    m = source.cfg.model
+    n = args.repeat or m.block_size // 2
+    repeated = repeated_tokens(m.vocab_size, n, 8)  # (8, 2n)
+    first, second = induction_loss(source.model, repeated)
+    runs = [("repeated random tokens", repeated)]
+    if args.text:
+        runs.append((repr(args.text), torch.tensor([source.tokens(args.text)[0]])))
+    lines = [f"{source.name}: loss on {n} random tokens {first:.3f}, on their repeat "
+             f"{second:.3f} (ln V = {torch.tensor(float(m.vocab_size)).log():.3f})"]
+    for label, ids in runs:
+        scores = detect(source.model, ids)  # {detector: (L, H)}
+        lines.append(f"head scores on {label} (layer x head):")
+        lines += [f"  {kind}:\n{scores[kind].numpy().round(3)}" for kind in DETECTORS]
+        slug = "repeated" if ids is repeated else "text"
+        grid = torch.cat([scores[kind] for kind in DETECTORS])  # (3L, H)
+        rows = [f"L{i} {kind}" for kind in DETECTORS for i in range(m.n_layer)]
+        path = heatmap(grid, rows, [f"H{h}" for h in range(m.n_head)], out / f"detect-{slug}.png",
+                       f"{source.name}: head scores on {label}", cmap="viridis", centred=False)
+        lines.append(f"wrote {path}")
+    text = "\n".join(lines)
+    print(text)
+    _write(out / "detect.txt", text)
     return 0
 
 

@@ -90,6 +90,13 @@ def cmd_train(args) -> int:
         print(f"\ninterrupted; the last checkpoint in {out} is whole: continue with "
               f"`glassformer train --out {out} --resume`", file=sys.stderr)
         return 130
+    if cfg.train.track_heads:
+        from glassformer.inspect.plots import heads_curves
+        from glassformer.train.checkpoint import read_metrics
+
+        path = heads_curves(read_metrics(out), out / "heads.png",
+                            f"{out.name}: induction heads forming")
+        print(f"wrote {path}")
     return 0
 
 

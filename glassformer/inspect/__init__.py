@@ -6,5 +6,8 @@ heads.py       what each head favours, in words           positions.py  pictures
 next_token.py  the next-token distribution and filters    plots.py      the PNG figures
 compare.py     recipes trained alike, and a report        recipes.py    the ready comparisons
 source.py      a run directory or a preset to inspect     throughput.py training tokens/s as T grows
+lens.py        the logit lens                             attribution.py direct logit attribution
+patching.py    activation patching, clean -> corrupted
+(on the hook points of glassformer/model/hooks.py; head detectors: glassformer/train/detectors.py)
 (the commands' argument parsing is glassformer/cli/inspect.py)
 """

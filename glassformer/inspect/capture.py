@@ -1,9 +1,9 @@
 """Attention weights of every layer and head, captured without changing the model.
 
-Every softmax attention module (self-attention, and the decoder's cross-attention) has a
-`kernel` ("sdpa" or "math") and a `weights` identity submodule that the math kernel sends its
-(B, H, T, S) weights through. A capture switches those modules to the math kernel (the same
-numbers), hooks `weights`, and puts everything back on exit:
+Every softmax attention module (self-attention, and the decoder's cross-attention) sends its
+(B, H, T, S) weights through its hook point `hook_pattern` (model/hooks.py); a module whose
+pattern is hooked computes it by the math kernel (the same numbers). A capture hooks every
+`hook_pattern` and removes the hooks on exit:
 
     with AttentionCapture(model) as capture:
         model(ids)
@@ -13,33 +13,18 @@ An encoder-decoder's modules are named encoder.blocks.i.attn, decoder.blocks.i.a
 decoder.blocks.i.cross; `query_key_texts` says which of its two texts each one reads.
 """
 
-import contextlib
-
 from torch import nn
 
 from glassformer.errors import GlassformerError
+from glassformer.model.hooks import HookPoint, hooked
 
 
 def attention_modules(model) -> dict[str, nn.Module]:
-    """{name: module} of every module that exposes its attention weights (a `weights` identity
-    child and a `kernel`), in the model's order."""
+    """{name: module} of every module that exposes its attention weights (a `hook_pattern` and
+    a `kernel`), in the model's order."""
     return {name: module for name, module in model.named_modules()
-            if isinstance(getattr(module, "weights", None), nn.Identity)
+            if isinstance(getattr(module, "hook_pattern", None), HookPoint)
             and hasattr(module, "kernel")}
-
-
-@contextlib.contextmanager
-def math_attention(model):
-    """Run every attention module of `model` on the explicit math kernel inside the block."""
-    modules = attention_modules(model)
-    saved = {name: module.kernel for name, module in modules.items()}
-    try:
-        for module in modules.values():
-            module.kernel = "math"
-        yield modules
-    finally:
-        for name, module in modules.items():
-            module.kernel = saved[name]
 
 
 class AttentionCapture:
@@ -49,29 +34,24 @@ class AttentionCapture:
     def __init__(self, model):
         self.model = model
         self.weights = {}
-        self._handles = []
-        self._math = None
+        self._hooked = None
 
     def __enter__(self):
-        self._math = math_attention(self.model)
-        modules = self._math.__enter__()
+        modules = attention_modules(self.model)
         if not modules:
             raise GlassformerError("this model has no softmax attention whose weights can be "
                                    "captured (linear attention never forms them)")
-        for name, module in modules.items():
-            self._handles.append(module.weights.register_forward_hook(self._keep(name)))
+        self._hooked = hooked(self.model, [(name + ".hook_pattern", self._keep)
+                                           for name in modules])
+        self._hooked.__enter__()
         return self
 
-    def _keep(self, name):
-        def hook(module, args, output):
-            self.weights[name] = output.detach().float().cpu()  # (B, H, T, S)
-        return hook
+    def _keep(self, weights, name):
+        module = name.removesuffix(".hook_pattern")
+        self.weights[module] = weights.detach().float().cpu()  # (B, H, T, S)
 
     def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        return self._math.__exit__(*exc)
+        return self._hooked.__exit__(*exc)
 
 
 def query_key_texts(names, source, target) -> dict:

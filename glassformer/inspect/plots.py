@@ -105,3 +105,54 @@ def loss_curves(curves: dict, path, x: str, xlabel: str, title: str = "") -> Pat
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)
+
+
+def heatmap(values, row_labels: list[str], col_labels: list[str], path, title: str = "",
+            cmap: str = "RdBu_r", centred: bool = True, notes=None) -> Path:
+    """One heatmap of values (R, K) (a tensor), rows down and columns across, with a colour bar;
+    `centred` puts 0 at the middle of a diverging map (patching shares, attributions); `notes`
+    (R, K) strings are written in the cells (the logit lens's top tokens). 0.5 inch per cell,
+    at least 5 x 3 inches."""
+    values = values.detach().float().cpu()
+    R, K = values.shape
+    fig = new_figure(max(5.0, 1.5 + 0.5 * K), max(3.0, 1.2 + 0.4 * R))
+    ax = fig.subplots()
+    top = values.abs().max().item() or 1.0
+    image = ax.imshow(values.numpy(), cmap=cmap, aspect="auto",
+                      vmin=-top if centred else None, vmax=top if centred else None)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    ax.set_xticks(range(K), [token_label(c) for c in col_labels], fontsize=7, rotation=90)
+    ax.set_yticks(range(R), row_labels, fontsize=7)
+    if notes is not None:
+        for r in range(R):
+            for k in range(K):
+                ax.text(k, r, token_label(notes[r][k]), ha="center", va="center", fontsize=6)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def heads_curves(records: list[dict], path, title: str = "") -> Path:
+    """The `--train.track_heads` records of metrics.jsonl against step: the best head's
+    induction score (left axis) and the loss on the repeated and the first copy of random
+    tokens (right axis); 7 x 4.5 inches."""
+    rows = [r for r in records if "induction_score" in r]
+    steps = [r["step"] for r in rows]
+    fig = new_figure(7, 4.5)
+    ax = fig.subplots()
+    ax.plot(steps, [r["induction_score"] for r in rows], "o-", color="C0",
+            label="induction score (best head)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("induction score", color="C0")
+    ax.set_ylim(0, 1)
+    loss = ax.twinx()
+    loss.plot(steps, [r["in_context_loss"] for r in rows], "s-", color="C3",
+              label="loss on the repeats (in-context)")
+    loss.plot(steps, [r["random_loss"] for r in rows], "s--", color="C7",
+              label="loss on the first copy")
+    loss.set_ylabel("loss (nats/token)", color="C3")
+    lines = ax.get_lines() + loss.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)

@@ -2,8 +2,9 @@
 letters: B batch, T length (the decoder's, in an encoder-decoder), S the source length, C width,
 H heads, Hkv kv heads, D head dim, F feed-forward width, V vocabulary (and multiples such as 3C).
 
-Forward hooks record the shapes; the model runs unchanged, except that attention takes its
-explicit math kernel (the same numbers) so that the attention weights (B, H, T, T) show as well.
+Forward hooks record the shapes, the hook points' (model/hooks.py) among them; the model runs
+unchanged, except that a hooked attention pattern makes attention take its explicit math kernel
+(the same numbers), so that the scores and weights (B, H, T, T) show as well.
 """
 
 import torch
@@ -28,8 +29,6 @@ def pick_batch(cfg, length: int, source_length: int | None = None) -> int:
 def trace_shapes(model, *inputs) -> list[dict]:
     """Run `model(*inputs)` once (ids (B, T), or src (B, S) and ids (B, T)); return {name, type, depth, inputs, outputs} per module call, in
     call order (a parent before its children), inputs and outputs as lists of shape tuples."""
-    from glassformer.inspect.capture import math_attention
-
     records, open_calls, handles = [], [], []
 
     def before(name):
@@ -48,7 +47,7 @@ def trace_shapes(model, *inputs) -> list[dict]:
         handles.append(module.register_forward_pre_hook(before(name), with_kwargs=True))
         handles.append(module.register_forward_hook(after, with_kwargs=True))
     try:
-        with torch.no_grad(), math_attention(model):
+        with torch.no_grad():
             model(*inputs)
     finally:
         for handle in handles:

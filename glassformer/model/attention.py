@@ -3,8 +3,10 @@
 attention(Q, K, V) = softmax(Q K^T / sqrt(D) + mask) V, computed by two kernels (cfg.kernel)
 that give the same numbers: torch's fused `scaled_dot_product_attention` ("sdpa", the default,
 fast) and the explicit math path ("math": scores -> mask -> softmax -> weights @ V), which also
-returns the weights for inspection. While decoding, each layer keeps every past key and value
-in a LayerCache (below), so that a new token costs one position.
+returns the weights for inspection. Hooking a layer's `hook_attn_scores` or `hook_pattern`
+(model/hooks.py) makes it take the math path, the only one that forms them. While decoding,
+each layer keeps every past key and value in a LayerCache (below), so that a new token costs
+one position.
 
 Grouped-query attention: H query heads share Hkv key/value heads, query head h reading kv head
 h // (H / Hkv). Hkv = H is ordinary multi-head attention, Hkv = 1 multi-query attention.
@@ -16,15 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glassformer.model.hooks import HookPoint
 from glassformer.model.masks import combine
 from glassformer.model.norm import make_norm
 from glassformer.model.position import rotary, score_bias
 
 
-def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None = None):
+def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None = None,
+                hook_scores=None, hook_pattern=None):
     """q (B, H, T, D), k and v (B, Hkv, S, D); mask broadcastable to (B, H, T, S): bool (True =
     may attend), or float added to the scores (-inf = may not), or None; scale multiplies the
-    scores (default 1/sqrt(D)).
+    scores (default 1/sqrt(D)). The masked scores and the weights flow through the hook points
+    `hook_scores` and `hook_pattern` when given (a layer passes its own).
 
     Returns the output (B, H, T, D) and the attention weights (B, H, T, S).
     """
@@ -37,7 +42,11 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None 
         scores = scores.masked_fill(~mask, float("-inf"))
     elif mask is not None:
         scores = scores + mask  # a score bias such as ALiBi's, with -inf where masked
+    if hook_scores is not None:
+        scores = hook_scores(scores)  # (B, H, T, S)
     weights = torch.softmax(scores, dim=-1)  # rows sum to 1; masked keys get exactly 0
+    if hook_pattern is not None:
+        weights = hook_pattern(weights)
     dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights  # (B, H, T, D), (B, H, T, S)
 
@@ -45,7 +54,8 @@ def attend_math(q, k, v, mask=None, dropout_p: float = 0.0, scale: float | None 
 class Projections(nn.Module):
     """What every attention layer shares: one fused q,k,v projection into H query heads and Hkv
     key/value heads of width D, optional QK-norm, the rotation of q and k when the position
-    scheme is one (RoPE), and the output projection W_O."""
+    scheme is one (RoPE), and the output projection W_O; the hook points of q, k, v (where each
+    layer's forward sends them) and of z, each head's output before W_O."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -57,6 +67,8 @@ class Projections(nn.Module):
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
         self.rotary = rotary(cfg)  # RoPE's Rotary, or None when positions act elsewhere
         self.scale = cfg.qk_scale  # None: 1/sqrt(D)
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_z = HookPoint()  # (B, H, T, D)
 
     def split_heads(self, x):
         """x (B, T, C) -> q (B, H, T, D), k and v (B, Hkv, T, D), QK-normed if configured."""
@@ -82,6 +94,7 @@ class Projections(nn.Module):
 
     def merge_heads(self, y):
         """y (B, H, T, D) -> heads side by side (B, T, C) -> W_O."""
+        y = self.hook_z(y)
         B, H, T, D = y.shape
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, H * D))
 
@@ -90,9 +103,9 @@ class SelfAttention(Projections):
     """Softmax multi-head self-attention (grouped-query when Hkv < H), with an optional score bias
     by relative position (ALiBi's, or T5's: bidirectional when not causal) and a sliding window.
 
-    `kernel` ("sdpa" or "math") picks how it is computed; `weights` is an identity module the
-    math kernel sends its (B, H, T, S) attention weights through, so a forward hook on it
-    captures them without changing the model.
+    `kernel` ("sdpa" or "math") picks how it is computed; the math kernel sends the (B, H, T, S)
+    scores and weights through the hook points `hook_attn_scores` and `hook_pattern`, and a
+    layer whose hook points are hooked takes it whatever the kernel.
     """
 
     def __init__(self, cfg, causal: bool = True):
@@ -103,13 +116,14 @@ class SelfAttention(Projections):
         self.window = cfg.window
         self.kernel = cfg.kernel
         self.dropout = cfg.dropout
-        self.weights = nn.Identity()
+        self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
 
     def forward(self, x, pad=None, cache=None, positions=None):
         """x (B, T, C); pad (B, 1, 1, S) True for real keys, or None; cache a LayerCache or None;
         positions (T,) or (B, T) for RoPE, by default the T positions after the cached ones."""
         q, k, v = self.split_heads(x)  # (B, H, T, D), (B, Hkv, T, D) x 2
         q, k = self.rotate(q, k, positions, cache)  # keys are cached already rotated
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # the new positions only
         if cache is not None:
             k, v = cache.append(k, v)  # (B, Hkv, S, D), S = cached + T
         return self.merge_heads(self._attend(q, k, v, pad))  # (B, H, T, D) -> (B, T, C)
@@ -119,7 +133,9 @@ class SelfAttention(Projections):
         p = self.dropout if self.training else 0.0
         gqa = self.kv_heads != self.n_head
         plain = pad is None and self.relative is None and self.window is None
-        if self.kernel == "sdpa" and plain and (T == S or T == 1):
+        fused = self.kernel == "sdpa" and not (self.hook_attn_scores.active
+                                               or self.hook_pattern.active)
+        if fused and plain and (T == S or T == 1):
             # The common cases need no mask tensor: training (causal, T == S) and
             # one-token decoding (the new token sees every cached key).
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa,
@@ -129,12 +145,11 @@ class SelfAttention(Projections):
         if self.relative is not None:
             bias = self.relative(T, S).to(q.dtype)  # (H, T, S)
             mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
-        if self.kernel == "sdpa":
+        if fused:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                   enable_gqa=gqa, scale=self.scale)
-        y, weights = attend_math(q, k, v, mask, p, self.scale)
-        self.weights(weights)
-        return y
+        return attend_math(q, k, v, mask, p, self.scale, self.hook_attn_scores,
+                           self.hook_pattern)[0]
 
 
 class LayerCache:

@@ -8,21 +8,22 @@ during decoding they are computed once and kept in the layer's cache.
 """
 
 import torch.nn.functional as F
-from torch import nn
 
 from glassformer.model.attention import Projections, attend_math
+from glassformer.model.hooks import HookPoint
 
 
 class CrossAttention(Projections):
-    """`kernel` ("sdpa" or "math") picks how it is computed, as in SelfAttention; `weights` is an
-    identity module the math kernel sends its (B, H, T, S) attention weights through, so a hook
-    captures them."""
+    """`kernel` ("sdpa" or "math") picks how it is computed, and the hook points are those of
+    SelfAttention: hooking `hook_attn_scores` or `hook_pattern` makes it take the math kernel.
+    `hook_k` and `hook_v` see the memory's keys and values when they are computed (once per
+    source while decoding)."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.kernel = cfg.kernel
         self.dropout = cfg.dropout
-        self.weights = nn.Identity()
+        self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
 
     def queries(self, x):
         """x (B, T, C) -> q (B, H, T, D), QK-normed if configured."""
@@ -47,15 +48,17 @@ class CrossAttention(Projections):
             k, v = cache.memory_kv
         else:
             k, v = self.memory_kv(memory)  # (B, Hkv, S, D) each
+            k, v = self.hook_k(k), self.hook_v(v)
             if cache is not None:
                 cache.memory_kv = (k, v)
-        q = self.queries(x)  # (B, H, T, D)
+        q = self.hook_q(self.queries(x))  # (B, H, T, D)
         p = self.dropout if self.training else 0.0
-        if self.kernel == "sdpa":
+        hooked = self.hook_attn_scores.active or self.hook_pattern.active
+        if self.kernel == "sdpa" and not hooked:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=memory_pad, dropout_p=p,
                                                enable_gqa=self.kv_heads != self.n_head,
                                                scale=self.scale)
         else:
-            y, weights = attend_math(q, k, v, memory_pad, p, self.scale)
-            self.weights(weights)
+            y, _ = attend_math(q, k, v, memory_pad, p, self.scale, self.hook_attn_scores,
+                               self.hook_pattern)
         return self.merge_heads(y)  # (B, T, C)

@@ -46,6 +46,7 @@ class LinearAttention(Projections):
         positions (T,) or (B, T) for RoPE, by default the T positions after the cached ones."""
         T, H = x.size(1), self.n_head
         q, k, v = self.split_heads(x)  # (B, H, T, D), (B, Hkv, T, D) x 2
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # before the feature map
         k = k.repeat_interleave(H // self.kv_heads, dim=1)  # (B, H, T, D): kv head j serves group j
         v = v.repeat_interleave(H // self.kv_heads, dim=1)  # (B, H, T, D)
         q, k = feature_map(q), feature_map(k)  # (B, H, T, D), every entry > 0

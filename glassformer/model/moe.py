@@ -23,12 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glassformer.model.hooks import HookPoint
 from glassformer.model.mlp import MLP
 
 
 class MoE(nn.Module):
     """Top-k routed experts in place of one feed-forward. After each forward, `aux_loss` holds
-    that batch's load-balancing loss and `counts` (E,) the tokens each expert received."""
+    that batch's load-balancing loss and `counts` (E,) the tokens each expert received.
+    Hook points (model/hooks.py): hook_probs, the router probabilities (N, E), and hook_chosen,
+    the experts each token goes to (N, k) ids (a hook may route tokens elsewhere; the gates are
+    then the chosen experts' probabilities, renormalised)."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -37,12 +41,14 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(MLP(cfg) for _ in range(cfg.moe_experts))
         self.aux_loss = None
         self.counts = None
+        self.hook_probs, self.hook_chosen = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         x = x.reshape(B * T, C)  # (N, C): routing is per token
-        probs = F.softmax(self.router(x), dim=-1)  # (N, E)
-        gates, chosen = probs.topk(self.top_k, dim=-1)  # (N, k) each: weights and expert ids
+        probs = self.hook_probs(F.softmax(self.router(x), dim=-1))  # (N, E)
+        chosen = self.hook_chosen(probs.topk(self.top_k, dim=-1).indices)  # (N, k) expert ids
+        gates = probs.gather(-1, chosen)  # (N, k) their probabilities
         gates = gates / gates.sum(dim=-1, keepdim=True)  # (N, k), each row sums to 1
         out = torch.zeros_like(x)  # (N, C)
         for e, expert in enumerate(self.experts):

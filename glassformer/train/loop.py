@@ -19,6 +19,7 @@ from glassformer.errors import GlassformerError
 from glassformer.tokenizers import load_tokenizer
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import distributed
+from glassformer.train.detectors import track
 from glassformer.train.device import autocast
 from glassformer.train.flops import flops_per_token, training_peak
 from glassformer.train.memory_check import check_memory
@@ -103,6 +104,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
                 # Every process evaluates the same fixed batches (an FSDP forward needs them all).
                 with autocast(device):
                     last_eval = task.evaluate(core, device)
+                    if tc.track_heads:
+                        last_eval |= track(core, cfg.model.block_size // 2)
                 last_eval |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
                 if world.main:
                     ckpt.append_metrics(run_dir, last_eval)

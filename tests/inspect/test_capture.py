@@ -40,7 +40,7 @@ def test_capture_leaves_the_model_as_it_was():
         after = model(ids)[0]
     torch.testing.assert_close(during, before, atol=1e-5, rtol=0)  # the math path: same numbers
     assert torch.equal(after, before)
-    assert all(m.kernel == "sdpa" and not m.weights._forward_hooks
+    assert all(m.kernel == "sdpa" and not m.hook_pattern.active
                for m in attention_modules(model).values())
 
 

@@ -81,4 +81,4 @@ def test_encoder_decoder_shapes_name_the_source_length(tmp_path, capsys):
                  "--text", "twelve", "--target", "12.", "--out", str(tmp_path)]) == 0
     trace = (tmp_path / "shapes.txt").read_text()
     assert "(B, S), (B, T) -> (B, T, V)" in trace  # the whole model
-    assert re.search(r"decoder\.blocks\.0\.cross\.weights +Identity +\(B, H, T, S\)", trace)
+    assert re.search(r"decoder\.blocks\.0\.cross\.hook_pattern +HookPoint +\(B, H, T, S\)", trace)

@@ -7,30 +7,48 @@ from glassformer.inspect.shapes import (dimensions, format_trace, name_shape, pi
 from glassformer.inspect.source import load_source
 
 # name: (inputs, outputs), in call order; the tiny preset has 2 layers, C=32, H=2, D=16, F=128.
+# A hook point (an identity) shows its value's shape as input and output alike.
+BTC, BT1, BTF, BHTD, BHTT = ["(B, T, C)"], ["(B, T, 1)"], ["(B, T, F)"], ["(B, H, T, D)"], \
+    ["(B, H, T, T)"]
+NORM = [("{n}", BTC, BTC), ("{n}.hook_scale", BT1, BT1), ("{n}.hook_normalized", BTC, BTC)]
 BLOCK = [
-    ("blocks.{i}", ["(B, T, C)", "(T)"], ["(B, T, C)"]),
-    ("blocks.{i}.norm1", ["(B, T, C)"], ["(B, T, C)"]),
-    ("blocks.{i}.attn", ["(B, T, C)", "(T)"], ["(B, T, C)"]),
-    ("blocks.{i}.attn.qkv", ["(B, T, C)"], ["(B, T, 3C)"]),
-    ("blocks.{i}.attn.weights", ["(B, H, T, T)"], ["(B, H, T, T)"]),
-    ("blocks.{i}.attn.proj", ["(B, T, C)"], ["(B, T, C)"]),
-    ("blocks.{i}.dropout", ["(B, T, C)"], ["(B, T, C)"]),
-    ("blocks.{i}.norm2", ["(B, T, C)"], ["(B, T, C)"]),
-    ("blocks.{i}.mlp", ["(B, T, C)"], ["(B, T, C)"]),
-    ("blocks.{i}.mlp.fc", ["(B, T, C)"], ["(B, T, F)"]),
-    ("blocks.{i}.mlp.act", ["(B, T, F)"], ["(B, T, F)"]),
-    ("blocks.{i}.mlp.proj", ["(B, T, F)"], ["(B, T, C)"]),
-    ("blocks.{i}.dropout", ["(B, T, C)"], ["(B, T, C)"]),
+    ("blocks.{i}", ["(B, T, C)", "(T)"], BTC),
+    ("blocks.{i}.hook_resid_pre", BTC, BTC),
+    *[(name.format(n="blocks.{i}.norm1"), ins, outs) for name, ins, outs in NORM],
+    ("blocks.{i}.attn", ["(B, T, C)", "(T)"], BTC),
+    ("blocks.{i}.attn.qkv", BTC, ["(B, T, 3C)"]),
+    ("blocks.{i}.attn.hook_q", BHTD, BHTD),
+    ("blocks.{i}.attn.hook_k", BHTD, BHTD),
+    ("blocks.{i}.attn.hook_v", BHTD, BHTD),
+    ("blocks.{i}.attn.hook_attn_scores", BHTT, BHTT),
+    ("blocks.{i}.attn.hook_pattern", BHTT, BHTT),
+    ("blocks.{i}.attn.hook_z", BHTD, BHTD),
+    ("blocks.{i}.attn.proj", BTC, BTC),
+    ("blocks.{i}.hook_attn_out", BTC, BTC),
+    ("blocks.{i}.dropout", BTC, BTC),
+    ("blocks.{i}.hook_resid_mid", BTC, BTC),
+    *[(name.format(n="blocks.{i}.norm2"), ins, outs) for name, ins, outs in NORM],
+    ("blocks.{i}.mlp", BTC, BTC),
+    ("blocks.{i}.mlp.fc", BTC, BTF),
+    ("blocks.{i}.mlp.hook_pre", BTF, BTF),
+    ("blocks.{i}.mlp.act", BTF, BTF),
+    ("blocks.{i}.mlp.hook_post", BTF, BTF),
+    ("blocks.{i}.mlp.proj", BTF, BTC),
+    ("blocks.{i}.hook_mlp_out", BTC, BTC),
+    ("blocks.{i}.dropout", BTC, BTC),
+    ("blocks.{i}.hook_resid_post", BTC, BTC),
 ]
 EXPECTED = [
     ("GPT", ["(B, T)"], ["(B, T, V)"]),
     ("embed", ["(B, T)", "(T)"], ["(B, T, C)"]),
     ("embed.tokens", ["(B, T)"], ["(B, T, C)"]),
+    ("embed.hook_embed", BTC, BTC),
     ("embed.positions", ["(T)"], ["(T, C)"]),
     ("embed.positions.table", ["(T)"], ["(T, C)"]),
+    ("embed.hook_pos_embed", ["(T, C)"], ["(T, C)"]),
     ("embed.dropout", ["(B, T, C)"], ["(B, T, C)"]),
     *[(name.format(i=i), ins, outs) for i in range(2) for name, ins, outs in BLOCK],
-    ("norm", ["(B, T, C)"], ["(B, T, C)"]),
+    *[(name.format(n="norm"), ins, outs) for name, ins, outs in NORM],
     ("head", ["(B, T, C)"], ["(B, T, V)"]),
 ]
 
@@ -59,7 +77,7 @@ def test_depth_follows_the_calls_and_the_model_is_left_unchanged():
     assert all(not m._forward_hooks and not m._forward_pre_hooks
                for m in source.model.modules())
     text = format_trace(records, dims)
-    assert "blocks.1.attn.weights" in text and "(B, H, T, T) -> (B, H, T, T)" in text
+    assert "blocks.1.attn.hook_pattern" in text and "(B, H, T, T) -> (B, H, T, T)" in text
 
 
 def test_sizes_that_are_no_letter_stay_numbers():

@@ -165,13 +165,13 @@ def test_self_attention_equals_torch_mha(kernel, case):
     torch.testing.assert_close(ours[valid], ref[valid], atol=TOL, rtol=0)
 
 
-# --- attention weights through the `weights` hook ---------------------------------------------
+# --- attention weights through the `hook_pattern` hook -----------------------------------------
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_math_weights_rows_sum_to_one_and_masked_keys_are_zero(causal):
     math_attn, _ = pair(causal)
     captured = []
-    handle = math_attn.weights.register_forward_hook(lambda m, i, out: captured.append(out))
+    handle = math_attn.hook_pattern.register_forward_hook(lambda m, i, out: captured.append(out))
     torch.manual_seed(5)
     valid = left_padded_valid()
     math_attn(torch.randn(B, T, C), padding_mask(valid))
@@ -194,7 +194,7 @@ def test_math_weights_rows_sum_to_one_and_masked_keys_are_zero(causal):
 def test_math_weights_causal_without_padding():
     math_attn, _ = pair(causal=True)
     captured = []
-    math_attn.weights.register_forward_hook(lambda m, i, out: captured.append(out))
+    math_attn.hook_pattern.register_forward_hook(lambda m, i, out: captured.append(out))
     torch.manual_seed(6)
     math_attn(torch.randn(B, T, C))
     w = captured[0]
