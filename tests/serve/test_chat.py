@@ -117,3 +117,38 @@ def test_the_serve_command_refuses_bad_limits_in_one_line(run_dir, flag, value, 
     assert main(["serve", str(run_dir), flag, value]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Limits.") and "Traceback" not in err
+
+
+def test_an_instruct_model_keeps_the_conversation(monkeypatch):
+    """With a chat template, each line is a turn: replies are the sampler's text for the whole
+    conversation so far, up to the end of turn; /system and /reset start it again."""
+    import string
+
+    from glassformer.tokenizers import CharTokenizer
+    from glassformer.tokenizers.chat_template import conversation
+    from tests.serve.test_chat_completions import TEMPLATE
+
+    tok = HFTokenizer.from_chars(CharTokenizer.from_text(SONNET + string.ascii_letters +
+                                                         ":?.\n").tokens)
+    tok.chat = {"chat_template": TEMPLATE, "eos_token": "\n"}
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=2,
+                            n_embd=16)).eval()
+    cfg = SampleConfig(max_new_tokens=12, temperature=0.9, seed=2)
+    out = io.StringIO()
+    chat(model, tok, ["Hi?", "And?", "/system Be brief.", "Hi?", "/reset", "Hi?"], cfg, out)
+    lines = out.getvalue().split("\n")[:-1]
+
+    def reply(turns):
+        prompt = conversation(tok, [{"role": r, "content": c} for r, c in turns])
+        stop = SampleConfig(max_new_tokens=12, temperature=0.9, seed=2, stop=("\n",))
+        return generate(model, tok, [prompt], stop)[0]
+    first = reply([("user", "Hi?")])
+    assert lines[0] == first
+    assert lines[1] == reply([("user", "Hi?"), ("assistant", first), ("user", "And?")])
+    assert lines[2] == "(system message set; the conversation starts again)"
+    briefly = reply([("system", "Be brief."), ("user", "Hi?")])
+    assert lines[3] == briefly
+    assert lines[4] == "(the conversation is forgotten)"
+    assert lines[5] == reply([("system", "Be brief."), ("user", "Hi?")])
+    assert len(lines) == 6

@@ -97,7 +97,7 @@ def test_smollm2_answers_as_transformers_does(tmp_path, serve):
     pull("smollm2-135m-instruct", tmp_path / "smol")
     source = fetch("smollm2-135m-instruct")
     name = next(source.glob("*.gguf")).name
-    hf = AutoModelForCausalLM.from_pretrained(source, gguf_file=name).float().eval()
+    hf = AutoModelForCausalLM.from_pretrained(source, gguf_file=name, dtype=torch.float32).eval()
     hf_tok = AutoTokenizer.from_pretrained(source, gguf_file=name)
     want = []
     for question in QUESTIONS:
