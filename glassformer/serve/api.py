@@ -7,6 +7,7 @@
   POST /v1/completions    OpenAI's completions; with "stream": true, as server-sent events
   POST /v1/chat/completions  OpenAI's chat completions, for a run whose tokenizer has a chat
                           template (an instruct checkpoint); streamed the same way
+  POST /v1/chat/text      the text a conversation becomes under that template
   POST /v1/distribution   the next-token candidates after a text, under a sampling setting
   POST /v1/attention      the attention weights of a text, per layer and head
 
@@ -59,6 +60,7 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
                 Route("/v1/status", playground.status),
                 Route("/v1/completions", playground.completions, methods=["POST"]),
                 Route("/v1/chat/completions", playground.chat_completions, methods=["POST"]),
+                Route("/v1/chat/text", playground.chat_text, methods=["POST"]),
                 Route("/v1/distribution", playground.distribution, methods=["POST"]),
                 Route("/v1/attention", playground.attention, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
@@ -105,7 +107,21 @@ class Playground:
         return JSONResponse({"model": self.name, "running": self.slots.running,
                              "limits": dataclasses.asdict(self.limits),
                              "block_size": m.block_size, "n_layer": m.n_layer,
-                             "n_head": m.n_head, "vocab_size": m.vocab_size})
+                             "n_head": m.n_head, "vocab_size": m.vocab_size,
+                             "chat": bool((getattr(self.run.tokenizer, "chat", None) or {})
+                                          .get("chat_template"))})
+
+    async def chat_text(self, request):
+        """The text a conversation becomes under the run's chat template (what the page's
+        next-token and attention views read in chat mode)."""
+        req = protocol.parse(protocol.ChatTextRequest, await self._body(request))
+        return JSONResponse({"text": self._conversation(req.messages)})
+
+    def _conversation(self, messages: list[protocol.Message]) -> str:
+        try:
+            return conversation(self.run.tokenizer, [m.turn() for m in messages])
+        except GlassformerError as err:  # no template, or one that refuses these turns
+            raise ApiError(400, f"messages: {err}", "messages") from None
 
     async def completions(self, request):
         req = protocol.parse(protocol.CompletionRequest, await self._body(request))
@@ -127,10 +143,7 @@ class Playground:
 
     async def chat_completions(self, request):
         req = protocol.parse(protocol.ChatRequest, await self._body(request))
-        try:
-            prompt = conversation(self.run.tokenizer, [m.turn() for m in req.messages])
-        except GlassformerError as err:  # no template, or one that refuses these turns
-            raise ApiError(400, f"messages: {err}", "messages") from None
+        prompt = self._conversation(req.messages)
         prompt_tokens = len(self._encode(prompt, "messages"))
         cfg = self._sample_config(req, req.max_completion_tokens or req.max_tokens or
                                   self.limits.max_tokens)

@@ -176,6 +176,13 @@ class ChatRequest(Generation):
                            "max_completion_tokens")
 
 
+class ChatTextRequest(Strict):
+    """POST /v1/chat/text: the text `messages` become under the run's chat template, the
+    assistant's turn opened."""
+
+    messages: list[Message] = Field(min_length=1)
+
+
 class DistributionRequest(Sampling):
     """POST /v1/distribution: the next token after `text`."""
 

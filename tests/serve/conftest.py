@@ -3,19 +3,23 @@ a real server on a free loopback port, in a thread."""
 
 import contextlib
 import socket
+import string
 import threading
 import time
 
 import pytest
 import torch
 
-from glassformer.config import apply_overrides, preset
+from glassformer.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, preset
 from glassformer.serve.limits import Limits
-from glassformer.tokenizers import CharTokenizer
+from glassformer.tokenizers import CharTokenizer, HFTokenizer
 from glassformer.train.checkpoint import load_run, save_checkpoint, start_run
 from tests.helpers import SONNET, lively_gpt
 
 LIMITS = Limits(max_prompt_chars=200, max_tokens=100_000, max_concurrent=2, max_stops=2)
+# A chat template whose turns end at a newline (chat_run's)
+TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}assistant:{% endif %}")
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +66,19 @@ def _served(app):
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def chat_run(tmp_path_factory):
+    """A tiny GPT whose tokenizer has a chat template whose turns end at a newline."""
+    chars = CharTokenizer.from_text(SONNET + string.ascii_letters + ":?.\n").tokens
+    tokenizer = HFTokenizer.from_chars(chars)
+    tokenizer.chat = {"chat_template": TEMPLATE, "eos_token": "\n"}
+    cfg = RunConfig(model=ModelConfig(vocab_size=tokenizer.vocab_size, block_size=128,
+                                      n_layer=2, n_head=2, n_embd=32),
+                    train=TrainConfig(tokenizer="bpe"))
+    model = lively_gpt(cfg.model)
+    out = tmp_path_factory.mktemp("chat") / "run"
+    start_run(out, cfg, tokenizer)
+    save_checkpoint(out, model, torch.optim.AdamW(model.parameters()), step=0, rng={})
+    return load_run(out)

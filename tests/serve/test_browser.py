@@ -2,6 +2,7 @@
 prompt, watch the distribution change with a slider, generate, click a token and see its
 attention heatmap. Screenshots go to test-artifacts/ at the repository root."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from glassformer.config import SampleConfig
 from glassformer.generate.sampler import generate
 from glassformer.serve.api import create_app
+from glassformer.tokenizers.chat_template import conversation
 from tests.serve.conftest import LIMITS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,8 +25,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {
                                 "(Debian: apt-get install chromium)")
 
 
-@pytest.fixture
-def page(run, serve):
+@contextlib.contextmanager
+def opened(run, serve):
+    """The page of a server of `run`, in Chromium; no script error or console error on it."""
     problems = []
     with serve(create_app(run, LIMITS)) as url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
@@ -36,6 +39,12 @@ def page(run, serve):
         yield page
         browser.close()
     assert problems == []
+
+
+@pytest.fixture
+def page(run, serve):
+    with opened(run, serve) as page:
+        yield page
 
 
 def test_the_playground_samples_shows_the_distribution_and_the_attention(page, run):
@@ -95,3 +104,34 @@ def test_generating_right_after_typing_is_not_cancelled_by_the_typing(page):
     assert page.inner_text("#finish") == "reached max tokens"  # not "stopped"
     page.wait_for_function("document.querySelectorAll('#output .token.generated').length > 0")
     assert page.locator("#output .token.generated").count() == 12
+
+
+def test_the_playground_chats_with_an_instruct_model(chat_run, serve):
+    """Chat mode: type a question, the streamed answer is the sampler's reply to the rendered
+    conversation; a second turn keeps the first; a token of the answer shows its attention."""
+    expect = sync_api.expect
+    with opened(chat_run, serve) as page:
+        expect(page.locator("#modes")).to_be_visible()
+        page.check("input[name=mode][value=chat]")
+        expect(page.locator("#generate")).to_have_text("Send")
+        page.fill("#max-tokens", "30")
+        page.fill("#seed", "5")
+        turns = []
+        for question in ("Hi?", "Who are you?"):
+            page.fill("#prompt", question)
+            page.click("#generate")
+            expect(page.locator("#finish")).not_to_have_text("")
+            expect(page.locator("#generate")).to_be_enabled()
+            turns.append({"role": "user", "content": question})
+            prompt = conversation(chat_run.tokenizer, turns)
+            cfg = SampleConfig(max_new_tokens=30, temperature=0.8, seed=5, stop=("\n",))
+            answer = generate(chat_run.model, chat_run.tokenizer, [prompt], cfg)[0]
+            turns.append({"role": "assistant", "content": answer})
+            shown = page.locator("#conversation .turn").all_inner_texts()
+            assert shown == [t["content"] for t in turns]
+            expect(page.locator("#output .token")).to_have_count(len(prompt + answer))
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "playground-chat.png"), full_page=True)
+        position = len(prompt) + 3  # a token of the second answer
+        page.click(f"#output .token[data-position='{position}']")
+        expect(page.locator("#attention svg rect.cell")).to_have_count(2 * 2 * (position + 1))

@@ -126,7 +126,7 @@ def test_an_instruct_model_keeps_the_conversation(monkeypatch):
 
     from glassformer.tokenizers import CharTokenizer
     from glassformer.tokenizers.chat_template import conversation
-    from tests.serve.test_chat_completions import TEMPLATE
+    from tests.serve.conftest import TEMPLATE
 
     tok = HFTokenizer.from_chars(CharTokenizer.from_text(SONNET + string.ascii_letters +
                                                          ":?.\n").tokens)

@@ -2,41 +2,18 @@
 run's chat template, the reply the sampler's text up to the template's end of turn, whole and
 streamed; and on the real SmolLM2-135M-Instruct, transformers' greedy replies."""
 
-import string
-
 import pytest
 import torch
 
-from glassformer.config import ModelConfig, RunConfig, SampleConfig, TrainConfig
+from glassformer.config import SampleConfig
 from glassformer.generate.sampler import generate
 from glassformer.serve.api import create_app
-from glassformer.tokenizers import CharTokenizer, HFTokenizer
 from glassformer.tokenizers.chat_template import conversation
-from glassformer.train.checkpoint import load_run, save_checkpoint, start_run
-from tests.helpers import SONNET, lively_gpt
 from tests.serve.conftest import LIMITS
 
 openai = pytest.importorskip("openai", reason="the openai package is in the test extras")
 
-TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}assistant:{% endif %}")
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Write a haiku about rain."]
-
-
-@pytest.fixture(scope="module")
-def chat_run(tmp_path_factory):
-    """A tiny GPT whose tokenizer has a chat template whose turns end at a newline."""
-    chars = CharTokenizer.from_text(SONNET + string.ascii_letters + ":?.\n").tokens
-    tokenizer = HFTokenizer.from_chars(chars)
-    tokenizer.chat = {"chat_template": TEMPLATE, "eos_token": "\n"}
-    cfg = RunConfig(model=ModelConfig(vocab_size=tokenizer.vocab_size, block_size=128,
-                                      n_layer=2, n_head=2, n_embd=32),
-                    train=TrainConfig(tokenizer="bpe"))
-    model = lively_gpt(cfg.model)
-    out = tmp_path_factory.mktemp("chat") / "run"
-    start_run(out, cfg, tokenizer)
-    save_checkpoint(out, model, torch.optim.AdamW(model.parameters()), step=0, rng={})
-    return load_run(out)
 
 
 def test_chat_replies_are_the_samplers_text_up_to_the_end_of_turn(chat_run, serve):

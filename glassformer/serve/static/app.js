@@ -3,7 +3,8 @@
 // The page describes one text: the prompt, plus what was generated after it. The "Next token"
 // panel shows the model's distribution for the token after that text (refreshed when a slider
 // moves), and clicking a token of the text draws, for every layer and head, its attention onto
-// the tokens before it.
+// the tokens before it. For an instruct model the page also chats: the text is then the whole
+// conversation as the model reads it (its chat template), and the reply streams in after it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,8 @@ let text = "";          // the prompt and what was generated: what the panels de
 let promptLength = 0;   // characters of `text` typed by the user
 let generation = null;  // the AbortController of the running completion, if any
 let latest = 0;         // the newest distribution request; answers to older ones are dropped
+let mode = "complete";  // or "chat"
+let messages = [];      // chat mode: the conversation so far, as OpenAI's messages
 
 // ---- talking to the server ----
 
@@ -94,6 +97,77 @@ async function generate() {
     setRunning(false);
     refresh();  // the tokens of the whole text, and the next one after it
   }
+}
+
+// Chat mode: the typed message is the user's next turn; the reply streams in after the
+// conversation's text, and joins the conversation when it ends.
+async function send() {
+  stop();
+  const content = $("prompt").value;
+  if (!content) return;
+  const turns = [...messages, {role: "user", content}];
+  clearAttention();
+  showError(null);
+  $("finish").textContent = "";
+  generation = new AbortController();
+  setRunning(true);
+  let reply = "";
+  try {
+    text = (await (await post("/v1/chat/text", {messages: turns})).json()).text;
+    promptLength = text.length;
+    const output = $("output");
+    output.replaceChildren(piece(text, "prompt pending"));
+    showConversation(turns, "");
+    const request = {messages: turns, max_tokens: +$("max-tokens").value, stream: true, ...sampling()};
+    if ($("seed").value !== "") request.seed = +$("seed").value;
+    const response = await post("/v1/chat/completions", request, generation.signal);
+    for await (const data of events(response)) {
+      if (data.error) throw new Error(data.error.message);
+      const choice = data.choices[0];
+      if (choice.delta.content) {
+        reply += choice.delta.content;
+        text += choice.delta.content;
+        output.append(piece(choice.delta.content, "generated pending"));
+        showConversation(turns, reply);
+      }
+      if (choice.finish_reason) {
+        $("finish").textContent = choice.finish_reason === "stop" ? "end of the reply"
+          : "reached max tokens";
+      }
+    }
+    messages = [...turns, {role: "assistant", content: reply}];
+    $("prompt").value = "";
+  } catch (err) {
+    if (err.name === "AbortError") $("finish").textContent = "stopped";
+    else showError(err);
+  } finally {
+    generation = null;
+    setRunning(false);
+    refresh();
+  }
+}
+
+function showConversation(turns, reply) {
+  const shown = reply ? [...turns, {role: "assistant", content: reply}] : turns;
+  $("conversation").replaceChildren(...shown.map((m) => piece(m.content, `turn ${m.role}`)));
+}
+
+function setMode(chosen) {
+  stop();
+  mode = chosen;
+  messages = [];
+  text = "";
+  promptLength = 0;
+  const chat = mode === "chat";
+  $("conversation").hidden = !chat;
+  $("new-chat").hidden = !chat;
+  $("conversation").replaceChildren();
+  $("prompt-label").firstChild.textContent = chat ? "Message " : "Prompt ";
+  $("prompt").placeholder = chat ? "Type a message" : "Type the start of a text";
+  $("generate").textContent = chat ? "Send" : "Generate";
+  $("prompt").value = "";
+  clearAttention();
+  refresh();
 }
 
 // Closing the connection ends the generation on the server too.
@@ -263,6 +337,7 @@ async function start() {
   $("max-tokens").value = Math.min(200, status.limits.max_tokens);
   $("top-k").max = status.vocab_size;
   $("prompt").maxLength = status.limits.max_prompt_chars;
+  $("modes").hidden = !status.chat;
   showSliderValues();
 }
 
@@ -274,6 +349,7 @@ for (const id of SLIDERS) {
   });
 }
 $("prompt").addEventListener("input", debounce(() => {
+  if (mode === "chat") return;  // the panels describe the conversation, not the message typed
   // A generation started from this very prompt (Ctrl+Enter right after typing) goes on.
   if ($("prompt").value === text.slice(0, promptLength)) return;
   stop();
@@ -282,10 +358,15 @@ $("prompt").addEventListener("input", debounce(() => {
   clearAttention();
   refresh();
 }, 300));
+const go = () => (mode === "chat" ? send() : generate());
 $("prompt").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && event.ctrlKey) generate();
+  if (event.key === "Enter" && event.ctrlKey) go();
 });
-$("generate").addEventListener("click", generate);
+$("generate").addEventListener("click", go);
+for (const radio of document.querySelectorAll("input[name=mode]")) {
+  radio.addEventListener("change", () => setMode(radio.value));
+}
+$("new-chat").addEventListener("click", () => setMode("chat"));
 $("stop").addEventListener("click", stop);
 $("output").addEventListener("click", (event) => {
   const token = event.target.closest(".token");
