@@ -9,6 +9,7 @@ SOURCE is a run directory or a preset name; a preset also takes --model.FIELD=VA
 """
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -228,7 +229,7 @@ def cmd_compare(args) -> int:
     lengths = args.lengths if args.lengths is not None else ready.get("lengths", [])
     report = run_comparison(recipes, base, out, title=ready.get("title", ""),
                             about=ready.get("about", ""), longer=longer,
-                            match_size=ready.get("match_size"), lengths=lengths)
+                            match_size=ready.get("match_size"), lengths=lengths, bar=sys.stderr)
     print(report.read_text(encoding="utf-8"))
     pngs = ["loss_vs_step.png", "loss_vs_time.png"] + (["throughput.png"] if lengths else [])
     print(f"wrote {report}, {out / 'results.json'}, " + ", ".join(str(out / p) for p in pngs))

@@ -72,10 +72,16 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...]):
 
     run = load_run(run_dir, pick_device())
     if run.cfg.model.family not in families:
+        family = run.cfg.model.family
         raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
-                               f"this one is a {run.cfg.model.family} model "
+                               f"this one is {article(family)} {family} model "
                                f"(task {run.cfg.train.task!r})")
     return run
+
+
+def article(word: str) -> str:
+    """'an' before a vowel ("an encdec"), else 'a' ("a gpt", "a bert")."""
+    return "an" if word[0].lower() in "aeiou" else "a"
 
 
 def shows_any_text(stream) -> None:

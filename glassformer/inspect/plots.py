@@ -91,17 +91,34 @@ def loss_curves(curves: dict, path, x: str, xlabel: str, title: str = "") -> Pat
     """Train loss (lines) and val loss (dots) of each recipe against `x` ("step" or "seconds").
     curves {recipe: {"train": [(step, seconds, loss)], "val": [(step, seconds, loss)]}}; 7 x 4.5 in."""
     fig = new_figure(7, 4.5)
-    ax = fig.subplots()
+    draw_losses(fig.subplots(), curves, x, xlabel, title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def loss_panels(curves: dict, path, title: str = "", val_label: str = "val") -> Path:
+    """The same curves against step (left) and wall-clock seconds (right); 12 x 4.5 inches."""
+    fig = new_figure(12, 4.5)
+    left, right = fig.subplots(1, 2)
+    draw_losses(left, curves, "step", "step", "", val_label)
+    draw_losses(right, curves, "seconds", "wall-clock seconds", "", val_label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def draw_losses(ax, curves: dict, x: str, xlabel: str, title: str = "",
+                val_label: str = "val") -> None:
+    """loss_curves's lines on one axis (points without a time are left out against seconds)."""
     column = {"step": 0, "seconds": 1}[x]
     for i, (name, curve) in enumerate(curves.items()):
         colour = f"C{i}"
-        ax.plot([p[column] for p in curve["train"]], [p[2] for p in curve["train"]],
-                color=colour, alpha=0.8, label=f"{name} (train)")
-        ax.plot([p[column] for p in curve["val"]], [p[2] for p in curve["val"]], "o--",
-                color=colour, label=f"{name} (val)")
+        for kind, style, label in (("train", "-", "train"), ("val", "o--", val_label)):
+            points = [p for p in curve[kind] if p[column] is not None]
+            ax.plot([p[column] for p in points], [p[2] for p in points], style, color=colour,
+                    alpha=0.8 if kind == "train" else 1.0, label=f"{name} ({label})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save(fig, path)

@@ -84,11 +84,47 @@ def test_eval_reports_loss_perplexity_and_bits(run_dir, text_file, capsys):
     assert str(text_file) in capsys.readouterr().out
 
 
-def test_info_shows_config_parameters_and_last_metrics(run_dir, capsys):
+def test_info_is_a_short_summary_and_json_on_request(run_dir, capsys):
     assert main(["info", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert '"n_layer": 1' in out and "parameters:" in out and "val loss" in out
-    assert "checkpoint step: 6" in out
+    last = [m for m in ckpt.read_metrics(run_dir) if "val_loss" in m][-1]
+    assert len(out.splitlines()) <= 6 and "{" not in out
+    assert "1 layers" in out and "checkpoint at step 6 of 6" in out
+    parameters = sum(p.numel() for p in ckpt.load_run(run_dir).model.parameters())
+    assert f"{parameters:,} parameters" in out
+    # which val loss this is, and why `eval` differs
+    assert (f"val loss {last['val_loss']:.4f} (2 batches; `glassformer eval` scores the whole "
+            "split)") in out
+    assert main(["info", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["n_layer"] == 1
+
+
+def test_training_leaves_loss_png_and_plot_overlays_runs(run_dir, tmp_path, capsys):
+    import matplotlib.image
+
+    from glassformer.inspect.curves import read_curves
+
+    image = matplotlib.image.imread(run_dir / "loss.png")
+    assert image.shape[:2] == (450, 1200)  # two panels: against step and wall-clock
+    curves = read_curves(run_dir)
+    assert [s for s, _, _ in curves["train"]] == [1, 2, 3, 4, 5, 6]
+    assert all(t is not None for _, t, _ in curves["train"])  # the wall-clock panel has them
+    assert [s for s, _, _ in curves["val"]] == [0, 6]  # evaluated before the first step too
+    assert main(["plot", str(run_dir), str(run_dir), "--out", str(tmp_path / "both.png")]) == 0
+    assert (tmp_path / "both.png").exists()
+    assert main(["plot", str(run_dir), str(run_dir)]) == 2
+    assert "give --out FILE.png" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_the_first_checkpoint_offers_no_resume(tmp_path, text_file, monkeypatch,
+                                                           capsys):
+    from tests.helpers import interrupted_at
+
+    monkeypatch.setattr(loop, "train_step", interrupted_at(loop.train_step, 2))
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--text", str(text_file), "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--resume" not in err
 
 
 def test_resume_extends_a_run(run_dir, text_file, capsys):

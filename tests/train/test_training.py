@@ -9,6 +9,7 @@ import torch
 from glassformer.model import GPT
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import loop
+from glassformer.train.flops import flops_per_token
 from glassformer.train.loop import TrainingDiverged, train
 from tests.helpers import interrupted_at
 
@@ -68,8 +69,9 @@ def test_accumulation_gives_the_same_update_as_one_big_batch(tiny_cfg):
                        train__grad_clip=0, model__vocab_size=20)
         torch.manual_seed(1)
         model = GPT(cfg.model)
-        loss, norm, tokens = loop.train_step(model, FixedBatches(batch_size), None, cfg.train, "cpu")
-        assert tokens == 8 * 32
+        loss, norm, tokens, flops = loop.train_step(model, FixedBatches(batch_size), None,
+                                                    cfg.train, "cpu")
+        assert tokens == 8 * 32 and flops == tokens * flops_per_token(model, 32)
         updated.append((loss, norm, [p.grad.clone() for p in model.parameters()]))
     (loss_a, norm_a, grads_a), (loss_b, norm_b, grads_b) = updated
     assert loss_a == pytest.approx(loss_b, abs=1e-6)
