@@ -47,6 +47,7 @@ def cmd_sample(args) -> int:
 
     cfg = sample_config(args)
     run = load_run_for("sample", args.run_dir, ("gpt",))
+    run.tokenizer.encode(args.prompt)  # an unknown character: its error before any output
     sys.stdout.write(args.prompt)
     for piece in stream(run.model, run.tokenizer, args.prompt, cfg):
         sys.stdout.write(piece)

@@ -35,7 +35,7 @@ def add_commands(sub) -> None:
                        default=source_default, help="a run directory or a preset name ("
                        + ", ".join(C.PRESETS) + ")")
         p.add_argument("--out", help="folder for the files it writes (default: SOURCE/inspect "
-                       "for a run, inspect/PRESET for a preset)")
+                       "for a run, runs/inspect/PRESET for a preset)")
         if text:
             p.add_argument("--text", required=True, help="the text to run through the model")
         p.set_defaults(run=handler)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 from glassformer import config as C
-from glassformer.errors import ConfigError, GlassformerError
+from glassformer.errors import ConfigError, GlassformerError, article
 
 
 def add_sampling_options(p) -> None:
@@ -77,11 +77,6 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...]):
                                f"this one is {article(family)} {family} model "
                                f"(task {run.cfg.train.task!r})")
     return run
-
-
-def article(word: str) -> str:
-    """'an' before a vowel ("an encdec"), else 'a' ("a gpt", "a bert")."""
-    return "an" if word[0].lower() in "aeiou" else "a"
 
 
 def shows_any_text(stream) -> None:

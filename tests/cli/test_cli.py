@@ -116,6 +116,12 @@ def test_training_leaves_loss_png_and_plot_overlays_runs(run_dir, tmp_path, caps
     assert "give --out FILE.png" in capsys.readouterr().err
 
 
+def test_an_unknown_prompt_character_is_an_error_before_any_output(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--prompt", "\u03a9"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: the text has 1 unknown character(s): '\u03a9'")
+
+
 def test_ctrl_c_before_the_first_checkpoint_offers_no_resume(tmp_path, text_file, monkeypatch,
                                                            capsys):
     from tests.helpers import interrupted_at
@@ -263,3 +269,54 @@ def test_parts_chosen_on_the_command_line_train_save_and_sample(words, tmp_path,
     assert main(["sample", str(out), "--prompt", "From", "--max-new-tokens", "40",
                  "--seed", "1"]) == 0  # 4 + 40 tokens: past the 32-token window, so it slides
     assert len(capsys.readouterr().out) == len("From") + 40 + 1
+
+
+def test_a_misspelt_work_gets_a_did_you_mean(monkeypatch):
+    from glassformer.data import corpora
+    from glassformer.errors import GlassformerError
+    from glassformer.finetune.run import work_file
+
+    monkeypatch.setattr(corpora, "shakespeare_works", lambda: {"sonnets": "x", "hamlet": "y"})
+    with pytest.raises(GlassformerError, match="no work named 'sonnet'; did you mean 'sonnets'"):
+        work_file("sonnet")
+
+
+def test_a_busy_port_is_one_clear_line(run_dir, capsys):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["serve", str(run_dir), "--port", str(port)]) == 2
+    line = one_error_line(capsys)
+    assert line == (f"error: port {port} on 127.0.0.1 is in use (another `glassformer serve`?); "
+                    "choose another with --port")
+
+
+def test_inspect_memory_prints_no_profiler_lines(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "glassformer", "inspect", "memory", "tiny",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "measured peak" in result.stdout
+    assert "USDT" not in result.stderr + result.stdout, result.stderr
+
+
+def test_files_of_presets_and_tokenizers_go_under_runs_not_the_current_directory(
+        tmp_path, text_file, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert main(["tokenizer", "train", "--vocab-size", "300", "--text", str(text_file)]) == 0
+    assert main(["inspect", "params", "tiny"]) == 0
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "runs"}
+    assert (tmp_path / "runs/tokenizers/bpe-300.json").is_file()
+    assert (tmp_path / "runs/inspect/tiny/params.txt").is_file()
+    assert "wrote runs/tokenizers/bpe-300.json" in capsys.readouterr().out
+
+
+def test_run_files_get_the_permissions_of_any_new_file(run_dir):
+    """0666 less the umask (0644 under the usual 022), so a shared group can read a run; the
+    atomic writes' temporary files were mkstemp's 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in run_dir.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

@@ -40,8 +40,9 @@ def test_training_in_an_80_column_terminal_draws_no_line_wider_than_80(text_file
     main, child = os.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    proc = subprocess.Popen(train_command(text_file, tmp_path / "run"), stdin=child,
-                            stdout=child, stderr=child, env=env, close_fds=True)
+    # a short --out, as a user types it: a long path printed whole may wrap, as in any program
+    proc = subprocess.Popen(train_command(text_file, "runs/tiny"), stdin=child, stdout=child,
+                            stderr=child, env=env, close_fds=True, cwd=tmp_path)
     os.close(child)
     raw = b""
     while True:
