@@ -14,17 +14,17 @@ import sys
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.cli.options import load_run_for, with_flags
+from glassformer.cli.options import RUN_HELP, load_run_for, with_flags
 from glassformer.errors import ConfigError
-from glassformer.typed import field_names
+from glassformer.typed import field_help
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a GPT (default: Shakespeare, character level)",
                        epilog="Any config field can be set with a dotted key, e.g. "
                               "--model.n_layer=4 --train.lr=3e-4. Model fields: "
-                              + ", ".join(field_names(C.ModelConfig)) + ". Train fields: "
-                              + ", ".join(field_names(C.TrainConfig)) + ".")
+                              + ", ".join(field_help(C.ModelConfig)) + ". Train fields: "
+                              + ", ".join(field_help(C.TrainConfig)) + ".")
     p.add_argument("--preset", default="shakespeare-char",
                    help=f"starting config: {', '.join(C.PRESETS)} (default: shakespeare-char)")
     p.add_argument("--text", help="UTF-8 text file to train on (default: Shakespeare's works)")
@@ -56,9 +56,6 @@ def add_commands(sub) -> None:
     p.add_argument("run_dirs", metavar="RUN", nargs="+", help=RUN_HELP)
     p.add_argument("--out", help="PNG file (default: RUN/loss.png; required for several runs)")
     p.set_defaults(run=cmd_plot)
-
-
-RUN_HELP = "a run directory, as written by `glassformer train --out DIR`"
 
 
 def without_option(argv: list[str], option: str) -> list[str]:

@@ -320,3 +320,24 @@ def test_run_files_get_the_permissions_of_any_new_file(run_dir):
     for path in run_dir.iterdir():
         if path.is_file() and not path.name.startswith("."):
             assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_every_argument_has_help_and_literal_fields_list_their_values():
+    import argparse
+
+    from glassformer.cli import build_parser
+
+    missing = []
+
+    def walk(parser, where):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*where, name])
+            elif action.help is None:
+                missing.append(" ".join([*where, action.dest]))
+    walk(build_parser(), [])
+    assert missing == []
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    epilog = train.choices["train"].epilog
+    assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|pairs)" in epilog
