@@ -72,6 +72,11 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, limits: Limits = L
     app = create_app(run_dir, limits)
     sock = listening_socket(host, port)  # taken first: a busy port is one clear error
     print(f"playground of {run_dir}: http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    run_server(app, sock)
+
+
+def run_server(app, sock: socket.socket) -> None:
+    """uvicorn serving `app` on the listening socket `sock` until interrupted."""
     uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
 
 

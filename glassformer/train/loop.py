@@ -77,7 +77,10 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None, bar=None) -> 
             progress.print(f"a crash had interrupted the save of step {step}; it was completed")
         if started_from:
             progress.print(started_from)
-        started = time.perf_counter()
+        # elapsed_s counts on from where a resumed run's metrics stopped (its wall-clock curve)
+        before = max((m.get("elapsed_s", 0) for m in ckpt.read_metrics(run_dir)), default=0) \
+            if resume and world.main else 0
+        started = time.perf_counter() - before
 
         def evaluate(step: int) -> dict:
             # Every process evaluates the same fixed batches (an FSDP forward needs them all).
@@ -92,6 +95,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None, bar=None) -> 
 
         # A new run is evaluated before its first step: the loss to beat, and a sample of noise.
         last_eval = evaluate(0) if tc.eval_every and not resume else {}
+        progress.start_timing()
         model.train()
         while step < tc.max_steps:
             lr = lr_at(step, tc)

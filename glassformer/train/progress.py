@@ -36,7 +36,6 @@ class Progress:
         self.total, self.start_step, self.stream, self.peak = total_steps, start_step, stream, peak
         self.t0 = time.perf_counter()
         self.tokens = self.flops = self.elapsed = 0
-        self.last_line = ""
         bar_stream = bar_stream or stream
         self.bar = None
         if bar_stream.isatty() or in_notebook(bar_stream):
@@ -45,6 +44,10 @@ class Progress:
                             bar_format="step {n_fmt}/{total_fmt} {bar} {postfix} "
                                        "[{elapsed}<{remaining}]")
         self.plain = self.bar is None or bar_stream is not stream
+
+    def start_timing(self) -> None:
+        """Measure tokens/s and MFU from now (after the evaluation before the first step)."""
+        self.t0 = time.perf_counter()
 
     def update(self, step: int, loss: float, tokens: int, flops: float = 0.0) -> float:
         """Redraw the bar; return the tokens/s since the start."""
@@ -62,9 +65,8 @@ class Progress:
                 self.bar.refresh()  # the last step is drawn, however fast it came
         if self.plain and (step % max(1, self.total // 20) == 0 or step == self.total):
             eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
-            self.last_line = (f"step {step}/{self.total} | {numbers} | {format_duration(elapsed)}"
-                              f" elapsed, {format_duration(eta)} left")
-            self.stream.write(self.last_line + "\n")  # a log or CI gets 20 lines, not thousands
+            self.stream.write(f"step {step}/{self.total} | {numbers} | {format_duration(elapsed)}"
+                              f" elapsed, {format_duration(eta)} left\n")  # 20 lines, not 1000s
             self.stream.flush()
         return rate
 

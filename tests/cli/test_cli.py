@@ -341,3 +341,11 @@ def test_every_argument_has_help_and_literal_fields_list_their_values():
     train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     epilog = train.choices["train"].epilog
     assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|pairs)" in epilog
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"glassformer {version('glassformer')}\n"
