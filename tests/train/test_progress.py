@@ -54,7 +54,7 @@ def test_training_in_an_80_column_terminal_draws_no_line_wider_than_80(text_file
             break
         raw += chunk
     os.close(main)
-    assert proc.wait(timeout=120) == 0, raw.decode(errors="replace")
+    assert proc.wait(timeout=600) == 0, raw.decode(errors="replace")
     text = raw.decode()
     assert text.count("\r") > 5  # the bar was redrawn in place, many times
     lines = screen_lines(text)
@@ -68,7 +68,7 @@ def test_into_a_log_file_training_prints_plain_lines(text_file, tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w") as out:
         subprocess.run(train_command(text_file, tmp_path / "run"), stdout=out, stderr=out,
-                       check=True, timeout=120)
+                       check=True, timeout=600)
     text = log.read_text()
     assert "\r" not in text and "\x1b" not in text
     progress = [line for line in text.splitlines() if line.startswith("step ") and "/40 |" in line]
