@@ -13,7 +13,7 @@ temporary files a crash left behind.
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 JOURNAL = ".commit.json"  # the renames of a set being committed: [[temporary, final], ...]
@@ -40,9 +40,11 @@ def atomic_files(paths):
         raise ValueError(f"atomic_files: {paths} are not all in one folder")
     folder.mkdir(parents=True, exist_ok=True)
     temps = [_temporary(p) for p in paths]
+    mode = temps[0].stat().st_mode & 0o777  # a new file's: 0666 less the umask
     try:
         yield temps
         for tmp in temps:
+            os.chmod(tmp, mode)  # a writer may have made its own file (safetensors: 0600)
             _sync(tmp)
         if len(paths) == 1:
             os.replace(temps[0], paths[0])
@@ -79,10 +81,16 @@ def write_text_atomic(path, text: str) -> None:
 
 
 def _temporary(path: Path) -> Path:
-    """A new empty file beside `path`, named .NAME.XXXX.tmp (what `recover` removes)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    """A new empty file beside `path`, named .NAME.XXXX.tmp (what `recover` removes), with the
+    permissions any new file gets (0666 less the umask: 0644 usually), not mkstemp's 0600, so
+    that a run's files are as readable as the directory they are in."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _sync(path: Path) -> None:

@@ -26,3 +26,8 @@ def writes_to(path):
         else:
             reason = (err.strerror or str(err)).lower()
         raise GlassformerError(f"cannot write {path}: {reason}; choose another --out") from None
+
+
+def article(word: str) -> str:
+    """'an' before a vowel ("an encdec model"), else 'a' ("a gpt model"), for messages."""
+    return "an" if word[0].lower() in "aeiou" else "a"

@@ -57,6 +57,19 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def field_help(cls) -> list[str]:
+    """Each field's name, with its allowed values when it is a Literal: "norm (layernorm|rmsnorm)"."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for name in field_names(cls):
+        tp = hints[name]
+        if _is_optional(tp):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        choices = typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+        out.append(f"{name} ({'|'.join(map(str, choices))})" if choices else name)
+    return out
+
+
 def reject_unknown(cls, data: dict, where: str) -> None:
     known = field_names(cls)
     for key in data:

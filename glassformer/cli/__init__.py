@@ -54,9 +54,20 @@ def main(argv=None) -> int:
         return 130
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("glassformer")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glassformer", description="Build, train, inspect and sample transformers.")
+    parser.add_argument("--version", action="version", version=f"glassformer {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (train, generate, embed, serve, tokenizer, data, convert, pull, finetune,
                   inspect):

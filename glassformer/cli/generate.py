@@ -11,30 +11,30 @@ from __future__ import annotations
 import io
 import sys
 
-from glassformer.cli.options import add_sampling_options, load_run_for, sample_config
+from glassformer.cli.options import RUN_HELP, add_sampling_options, load_run_for, sample_config
 from glassformer.errors import ConfigError
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a trained run")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     add_sampling_options(p)
     p.set_defaults(run=cmd_sample)
 
     p = sub.add_parser("chat", help="type prompts and watch their continuations stream in the "
                                     "terminal (until end of input or /quit)")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     add_sampling_options(p)
     p.set_defaults(run=cmd_chat)
 
     p = sub.add_parser("classify", help="the genre of passages, by a trained classifier run")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--text", action="append", required=True, help="a passage (repeatable)")
     p.set_defaults(run=cmd_classify)
 
     p = sub.add_parser("translate", help="decode sources with a trained encoder-decoder run")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--src", action="append", required=True, help="a source string (repeatable)")
     p.add_argument("--beam", type=int, default=1, help="beam size; 1 = greedy (default)")
     p.add_argument("--length-penalty", type=float, default=1.0,
@@ -47,6 +47,7 @@ def cmd_sample(args) -> int:
 
     cfg = sample_config(args)
     run = load_run_for("sample", args.run_dir, ("gpt",))
+    run.tokenizer.encode(args.prompt)  # an unknown character: its error before any output
     sys.stdout.write(args.prompt)
     for piece in stream(run.model, run.tokenizer, args.prompt, cfg):
         sys.stdout.write(piece)

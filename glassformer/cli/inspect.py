@@ -10,6 +10,7 @@ SOURCE is a run directory or a preset name; a preset also takes --model.FIELD=VA
 """
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def add_commands(sub) -> None:
                        default=source_default, help="a run directory or a preset name ("
                        + ", ".join(C.PRESETS) + ")")
         p.add_argument("--out", help="folder for the files it writes (default: SOURCE/inspect "
-                       "for a run, inspect/PRESET for a preset)")
+                       "for a run, runs/inspect/PRESET for a preset)")
         if text:
             p.add_argument("--text", required=True, help="the text to run through the model")
         p.set_defaults(run=handler)
@@ -47,7 +48,8 @@ def add_commands(sub) -> None:
                 cmd_memory)
     p.add_argument("--batch", type=int, help="sequences per batch (default: the config's)")
     p.add_argument("--block", type=int, help="tokens per sequence (default: block_size)")
-    p.add_argument("--dtype", choices=list(BYTES), default="fp32")
+    p.add_argument("--dtype", choices=list(BYTES), default="fp32",
+                   help="precision of weights and activations (default: %(default)s)")
     p.add_argument("--measure", action=argparse.BooleanOptionalAction, default=None,
                    help="run a real step to measure the peak (default: when the estimate is "
                    "under 2 GiB)")
@@ -61,13 +63,17 @@ def add_commands(sub) -> None:
                    "the source)")
     p = command("positions", "plots of a position scheme (default: the model's own)",
                 cmd_positions, source_default="shakespeare-char")
-    p.add_argument("--scheme", choices=SCHEMES)
+    p.add_argument("--scheme", choices=SCHEMES,
+                   help="the position scheme to draw (default: the model's)")
     p.add_argument("--length", type=int, help="positions to draw (default: block_size)")
     p = command("next", "next-token candidates, and how temperature, top-k and top-p reshape "
                 "them", cmd_next, text=True)
-    p.add_argument("--temperature", type=float, nargs="+", default=[0.5, 1.5])
-    p.add_argument("--top-k", type=int, nargs="+", default=[5])
-    p.add_argument("--top-p", type=float, nargs="+", default=[0.9])
+    p.add_argument("--temperature", type=float, nargs="+", default=[0.5, 1.5],
+                   help="temperatures to compare with the raw distribution (default: 0.5 1.5)")
+    p.add_argument("--top-k", type=int, nargs="+", default=[5],
+                   help="top-k values to compare (default: 5)")
+    p.add_argument("--top-p", type=float, nargs="+", default=[0.9],
+                   help="top-p (nucleus) masses to compare (default: 0.9)")
     p.add_argument("--top", type=int, default=10, help="candidates shown (default: 10)")
 
     p = command("lens", "the logit lens: each layer's residual stream read through the final "
@@ -102,7 +108,8 @@ def add_commands(sub) -> None:
                    help="a ready comparison")
     p.add_argument("--recipe", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                    help="a recipe of your own, e.g. rope:model.position=rope (repeatable)")
-    p.add_argument("--preset", default="shakespeare-char")
+    p.add_argument("--preset", default="shakespeare-char",
+                   help="the config every recipe starts from (default: %(default)s)")
     p.add_argument("--text", help="UTF-8 text file (default: the preset's corpus)")
     p.add_argument("--max-steps", type=int, help="the budget: optimizer steps per recipe")
     p.add_argument("--longer", type=int, nargs="*", help="also evaluate on windows this many "
@@ -373,7 +380,7 @@ def cmd_compare(args) -> int:
     lengths = args.lengths if args.lengths is not None else ready.get("lengths", [])
     report = run_comparison(recipes, base, out, title=ready.get("title", ""),
                             about=ready.get("about", ""), longer=longer,
-                            match_size=ready.get("match_size"), lengths=lengths)
+                            match_size=ready.get("match_size"), lengths=lengths, bar=sys.stderr)
     print(report.read_text(encoding="utf-8"))
     pngs = ["loss_vs_step.png", "loss_vs_time.png"] + (["throughput.png"] if lengths else [])
     print(f"wrote {report}, {out / 'results.json'}, " + ", ".join(str(out / p) for p in pngs))

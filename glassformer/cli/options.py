@@ -6,18 +6,24 @@ from __future__ import annotations
 import io
 
 from glassformer import config as C
-from glassformer.errors import ConfigError, GlassformerError
+from glassformer.errors import ConfigError, GlassformerError, article
+
+
+RUN_HELP = "a run directory, as `glassformer train --out DIR` writes it"
 
 
 def add_sampling_options(p) -> None:
     """The options of a SampleConfig, for the commands that generate text."""
     defaults = C.SampleConfig()
-    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                   help="tokens to generate (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=defaults.temperature,
                    help="0 = greedy (default: %(default)s)")
     p.add_argument("--top-k", type=int, help="keep only the k most likely tokens")
     p.add_argument("--top-p", type=float, default=defaults.top_p, help="nucleus sampling mass")
-    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
+    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty,
+                   help="divides the logits of tokens already in the text (>1 repeats less; "
+                        "default: %(default)s)")
     p.add_argument("--presence-penalty", type=float, default=defaults.presence_penalty,
                    help="subtracted from each generated token's logit, in [-2, 2] (OpenAI's)")
     p.add_argument("--frequency-penalty", type=float, default=defaults.frequency_penalty,
@@ -72,8 +78,9 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...]):
 
     run = load_run(run_dir, pick_device())
     if run.cfg.model.family not in families:
+        family = run.cfg.model.family
         raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
-                               f"this one is a {run.cfg.model.family} model "
+                               f"this one is {article(family)} {family} model "
                                f"(task {run.cfg.train.task!r})")
     return run
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from glassformer.cli.options import RUN_HELP
 from glassformer.errors import ConfigError
 from glassformer.serve.limits import Limits
 
@@ -15,7 +16,7 @@ from glassformer.serve.limits import Limits
 def add_commands(sub) -> None:
     p = sub.add_parser("serve", help="the playground: a local web page to sample, watch the "
                                      "next-token distribution and attention; an OpenAI-style API")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")

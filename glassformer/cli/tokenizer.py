@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from glassformer.errors import writes_to
 
@@ -14,7 +15,8 @@ def add_commands(sub) -> None:
     t.add_argument("--vocab-size", type=int, required=True,
                    help="tokens in the vocabulary: 256 bytes, then merges (e.g. 4096)")
     t.add_argument("--text", help="UTF-8 text file (default: Shakespeare's complete works)")
-    t.add_argument("--out", default="tokenizer.json", help="file to write (default: %(default)s)")
+    t.add_argument("--out", help="file to write (default: runs/tokenizers/bpe-VOCAB_SIZE.json, "
+                                 "beside the runs `train` writes)")
     t.set_defaults(run=cmd_tokenizer_train)
 
 
@@ -26,10 +28,12 @@ def cmd_tokenizer_train(args) -> int:
     started = time.perf_counter()
     tokenizer = HFTokenizer.train_bpe(text, args.vocab_size)
     seconds = time.perf_counter() - started
-    with writes_to(args.out):
-        tokenizer.save(args.out)
+    out = Path(args.out or f"runs/tokenizers/bpe-{args.vocab_size}.json")
+    with writes_to(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(out)
     n_tokens = len(tokenizer.encode(text))
     print(f"trained a byte-level BPE of {tokenizer.vocab_size:,} tokens on {len(text):,} "
           f"characters in {seconds:.1f} s ({len(text) / n_tokens:.2f} characters per token); "
-          f"wrote {args.out}")
+          f"wrote {out}")
     return 0

@@ -9,6 +9,7 @@ low-rank adapters on a frozen copy (method "lora": train.lora_rank, model/lora.p
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 
 from glassformer.atomic import write_text_atomic
@@ -30,7 +31,10 @@ def work_file(name: str) -> Path:
 
     works = shakespeare_works()
     if name not in works:
-        raise GlassformerError(f"no work named {name!r}; choose one of: {', '.join(sorted(works))}")
+        close = difflib.get_close_matches(name, works, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise GlassformerError(f"no work named {name!r}; {hint}choose one of: "
+                               f"{', '.join(sorted(works))}")
     path = cache_dir() / "works" / f"{name}.txt"
     if not path.is_file():
         write_text_atomic(path, works[name])

@@ -34,14 +34,15 @@ def slug(name: str) -> str:
 
 def run_comparison(recipes: dict[str, dict], base: C.RunConfig, out_dir, *, title: str = "",
                    about: str = "", longer=(), match_size: str | None = None, lengths=(),
-                   log=print) -> Path:
+                   log=print, bar=None) -> Path:
     """Train every recipe {name: overrides} from `base` into out_dir/NAME, then write
     out_dir/report.md, results.json and the PNGs; return the report's path.
 
     match_size: a recipe (not the first) whose model.n_embd is chosen, once the first recipe
     has trained, so that its parameter count is closest to the first's; the report lists the
     width among its overrides. lengths: sequence lengths at which to time each recipe's model
-    (forward+backward tokens/s, the same tokens per step at every length)."""
+    (forward+backward tokens/s, the same tokens per step at every length). bar: where each
+    recipe's progress bar is drawn (a terminal or a notebook; None: nowhere)."""
     from glassformer.train.loop import train
 
     out_dir = Path(out_dir)
@@ -72,7 +73,7 @@ def run_comparison(recipes: dict[str, dict], base: C.RunConfig, out_dir, *, titl
         log(f"training {name!r} into {run_dir} (log: {run_dir}.log)")
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{run_dir}.log", "w", encoding="utf-8") as stream:
-            train(cfg, run_dir, resume=False, out=stream)
+            train(cfg, run_dir, resume=False, out=stream, bar=bar)
         results.append(summarise_run(name, recipes[name], run_dir, longer))
     if lengths:
         tokens = timed_tokens(base, lengths)
@@ -121,15 +122,13 @@ def measure_run_throughput(run_dir, lengths, tokens: int) -> dict[str, dict]:
 
 def summarise_run(name: str, overrides: dict, run_dir, longer=()) -> dict:
     """The numbers of one trained run, read from its metrics.jsonl (and model, for counts)."""
+    from glassformer.inspect.curves import read_curves
     from glassformer.model import count_parameters
     from glassformer.train.checkpoint import load_run, read_metrics
 
     run = load_run(run_dir)
-    tc, mc = run.cfg.train, run.cfg.model
-    tokens_per_step = tc.batch_size * tc.grad_accum * mc.block_size
+    mc = run.cfg.model
     records = read_metrics(run_dir)
-    train = [(r["step"], r["step"] * tokens_per_step / r["tokens_per_s"], r["train_loss"])
-             for r in records if "tokens_per_s" in r and r["tokens_per_s"] > 0]
     evals = [r for r in records if "val_loss" in r]
     if not evals:
         raise GlassformerError(f"{run_dir}/metrics.jsonl has no evaluation")
@@ -137,7 +136,7 @@ def summarise_run(name: str, overrides: dict, run_dir, longer=()) -> dict:
         "name": name, "overrides": overrides, "run_dir": str(run_dir),
         "parameters": count_parameters(run.model), "block_size": mc.block_size,
         "vocab_size": mc.vocab_size,
-        "train": train, "val": [(r["step"], r["elapsed_s"], r["val_loss"]) for r in evals],
+        **read_curves(run_dir),
         "final_step": evals[-1]["step"], "final_train_loss": evals[-1]["train_loss"],
         "final_val_loss": evals[-1]["val_loss"], "elapsed_s": evals[-1]["elapsed_s"],
         "tokens_per_s": next(r["tokens_per_s"] for r in reversed(records) if "tokens_per_s" in r),

@@ -11,8 +11,12 @@ Self-attention (S = T) kinds, each averaged over the queries where it exists:
 Each line also names the key that gets the most weight averaged over all queries (a head that
 parks its attention on one token, such as a newline, shows there), and cross-attention (S != T)
 is described by that key alone.
-A head whose favourite kind gets less than SPREAD of the weight is "spread out"; the entropy of
-its rows (in nats; ln S for uniform weights) says how far.
+"last 4 tokens" contains itself and the previous token, so it would name nearly every causal
+head (it did, a 0.86 previous-token head included). A head is named by the one other kind that
+gets the most weight if that holds at least MOST of it; else by "last 4 tokens" (a local head)
+if they hold MOST; else by its best kind if that holds SPREAD. A head that none of
+them describe is "spread out"; the entropy of its rows (in nats; ln S for uniform weights)
+says how far.
 """
 
 import math
@@ -20,6 +24,7 @@ import math
 import torch
 
 SPREAD = 0.3
+MOST = 0.5
 
 
 def head_kinds(w: torch.Tensor, ids: list[int]) -> dict[str, float]:
@@ -45,6 +50,17 @@ def head_kinds(w: torch.Tensor, ids: list[int]) -> dict[str, float]:
     return kinds
 
 
+def name_head(kinds: dict[str, float]) -> str:
+    """The kind that names a head, from head_kinds (see the module's docstring)."""
+    single = {k: v for k, v in kinds.items() if k != "last 4 tokens"}
+    best = max(single, key=single.get)
+    if single[best] >= MOST:
+        return best
+    if kinds.get("last 4 tokens", 0.0) >= MOST:
+        return "last 4 tokens"
+    return best if single[best] >= SPREAD else "spread out"
+
+
 def entropy(w: torch.Tensor) -> float:
     """Mean entropy (nats) of the rows of w (T, S)."""
     return -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1).mean().item()
@@ -67,8 +83,7 @@ def summarise(weights: dict[str, torch.Tensor], keys: dict[str, tuple[list[int],
                 lines.append(f"{name} head {h}: {top}")
                 continue
             kinds = head_kinds(head, ids)
-            best = max(kinds, key=kinds.get)
-            verdict = best if kinds[best] >= SPREAD else "spread out"
+            verdict = name_head(kinds)
             detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items(),
                                                                   key=lambda kv: -kv[1]))
             lines.append(f"{name} head {h}: {verdict} ({detail}); {top}")

@@ -3,7 +3,10 @@
 training step.
 """
 
+import contextlib
 import dataclasses
+import os
+import sys
 
 from glassformer.train.memory import BYTES, estimate, format_bytes
 
@@ -23,7 +26,8 @@ def measure_peak(run_cfg, batch: int, block: int, dtype: str = "fp32", steps: in
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(m.vocab_size, (batch, block + 1), generator=generator)  # (B, T+1)
     x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()  # (B, T) each
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with native_stderr_silenced(), \
+            profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         torch.manual_seed(run_cfg.train.seed)
         model = build(m).to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]).train()
         optimizer = make_optimizer(model, run_cfg.train)
@@ -34,6 +38,22 @@ def measure_peak(run_cfg, batch: int, block: int, dtype: str = "fp32", steps: in
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     return profiled_peak(prof)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 sent to /dev/null inside: the profiler's C++ library (Kineto) writes
+    "USDT: ... profiler_start/stop" lines there, and only an environment variable set before
+    the process started (KINETO_LOG_LEVEL=6) would quiet it otherwise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def profiled_peak(prof) -> int:

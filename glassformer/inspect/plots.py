@@ -31,42 +31,53 @@ def save(fig, path) -> Path:
 
 
 def token_label(token: str) -> str:
-    """A token as a tick label: a space as '·', a newline as '\\n'."""
-    return token.replace(" ", "·").replace("\n", "\\n").replace("\t", "\\t")
+    """A token as a label: a space as '␣', a newline as '\\n', a tab as '\\t'; the empty token
+    as "''"."""
+    return token.replace(" ", "␣").replace("\n", "\\n").replace("\t", "\\t") or "''"
 
 
 def attention_grid(weights: dict, labels: dict, path, title: str = "") -> Path:
+    """attention_figure, saved as a PNG."""
+    return save(attention_figure(weights, labels, title), path)
+
+
+def attention_figure(weights: dict, labels: dict, title: str = ""):
     """One heatmap per (module, head): rows are modules (layers), columns heads; queries down,
-    keys across, token labels on both axes; each panel's colours run from 0 to its largest weight.
+    keys across, token labels on both axes (upright, unless tokens are longer than 2
+    characters); each panel's colours run from 0 to its largest weight, read on its colour bar.
     weights {name: (B, H, T, S)}, batch element 0; labels {name: (T query tokens, S key
-    tokens)}. Each panel is panel_inches(longest axis)
-    square, so the image is rows x that x DPI high and (max heads) x that x DPI wide."""
+    tokens)}. Each panel is panel_inches(longest axis) square, so the image is rows x that x
+    DPI high and (max heads) x that x DPI wide; the layout engine keeps the title clear of
+    the panels."""
     names = list(weights)
     n_heads = max(w.size(1) for w in weights.values())
     longest = max(max(w.size(2), w.size(3)) for w in weights.values())
     side = panel_inches(longest)
     fig = new_figure(n_heads * side, len(names) * side)
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(len(names), n_heads, squeeze=False)
     for row, name in enumerate(names):
         w = weights[name][0]  # (H, T, S)
         tokens, keys = labels[name]
+        upright = max(len(token_label(t)) for t in [*tokens, *keys]) <= 2
         for h in range(n_heads):
             ax = axes[row][h]
             if h >= w.size(0):
                 ax.axis("off")
                 continue
-            ax.imshow(w[h].numpy(), cmap="viridis", vmin=0.0)  # bright: the panel's largest
+            image = ax.imshow(w[h].numpy(), cmap="viridis", vmin=0.0)  # bright: its largest
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
             ax.set_title(f"{name} h{h}", fontsize=8)
             every = max(1, round(longest * LABEL_INCHES / side))  # thin labels that don't fit
-            ax.set_xticks(range(0, len(keys), every),
-                          [token_label(t) for t in keys[::every]], fontsize=6, rotation=90)
+            ax.set_xticks(range(0, len(keys), every), [token_label(t) for t in keys[::every]],
+                          fontsize=7, rotation=0 if upright else 60,
+                          ha="center" if upright else "right")
             ax.set_yticks(range(0, len(tokens), every),
-                          [token_label(t) for t in tokens[::every]], fontsize=6)
+                          [token_label(t) for t in tokens[::every]], fontsize=7)
             ax.tick_params(length=0, pad=1)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()  # moves the axes inside the fixed canvas; the pixel size is unchanged
-    return save(fig, path)
+    return fig
 
 
 def next_token_chart(table: list[dict], settings: list[str], path, title: str = "") -> Path:
@@ -79,7 +90,8 @@ def next_token_chart(table: list[dict], settings: list[str], path, title: str = 
         xs = [j + i * width for j in range(len(table))]
         ax.bar(xs, [row["probs"][setting] for row in table], width, label=setting)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(table))],
-                  [repr(row["token"])[1:-1] or "''" for row in table])
+                  [token_label(row["token"]) for row in table])  # a space shows, as '␣'
+    ax.set_xlabel("next token (␣ a space, \\n a line break)")
     ax.set_ylabel("probability")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
@@ -91,20 +103,37 @@ def loss_curves(curves: dict, path, x: str, xlabel: str, title: str = "") -> Pat
     """Train loss (lines) and val loss (dots) of each recipe against `x` ("step" or "seconds").
     curves {recipe: {"train": [(step, seconds, loss)], "val": [(step, seconds, loss)]}}; 7 x 4.5 in."""
     fig = new_figure(7, 4.5)
-    ax = fig.subplots()
+    draw_losses(fig.subplots(), curves, x, xlabel, title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def loss_panels(curves: dict, path, title: str = "", val_label: str = "val") -> Path:
+    """The same curves against step (left) and wall-clock seconds (right); 12 x 4.5 inches."""
+    fig = new_figure(12, 4.5)
+    left, right = fig.subplots(1, 2)
+    draw_losses(left, curves, "step", "step", "", val_label)
+    draw_losses(right, curves, "seconds", "wall-clock seconds", "", val_label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def draw_losses(ax, curves: dict, x: str, xlabel: str, title: str = "",
+                val_label: str = "val") -> None:
+    """loss_curves's lines on one axis (points without a time are left out against seconds)."""
     column = {"step": 0, "seconds": 1}[x]
     for i, (name, curve) in enumerate(curves.items()):
         colour = f"C{i}"
-        ax.plot([p[column] for p in curve["train"]], [p[2] for p in curve["train"]],
-                color=colour, alpha=0.8, label=f"{name} (train)")
-        ax.plot([p[column] for p in curve["val"]], [p[2] for p in curve["val"]], "o--",
-                color=colour, label=f"{name} (val)")
+        for kind, style, label in (("train", "-", "train"), ("val", "o--", val_label)):
+            points = [p for p in curve[kind] if p[column] is not None]
+            ax.plot([p[column] for p in points], [p[2] for p in points], style, color=colour,
+                    alpha=0.8 if kind == "train" else 1.0, label=f"{name} ({label})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save(fig, path)
 
 
 def heatmap(values, row_labels: list[str], col_labels: list[str], path, title: str = "",

@@ -74,8 +74,9 @@ class Source:
 
     def output_dir(self, out=None) -> Path:
         """The folder for what an inspect command writes, created: `out`, or by default
-        RUN/inspect for a run and inspect/PRESET for a preset."""
-        default = (self.run_dir / "inspect") if self.trained else Path("inspect") / self.name
+        RUN/inspect for a run and runs/inspect/PRESET for a preset (beside the runs `train`
+        writes, not loose in the current directory)."""
+        default = (self.run_dir / "inspect") if self.trained else Path("runs/inspect") / self.name
         path = Path(out) if out else default
         with writes_to(path):
             path.mkdir(parents=True, exist_ok=True)

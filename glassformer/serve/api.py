@@ -17,7 +17,9 @@ completion advances one piece of text per call, and stops when its client goes a
 """
 
 import dataclasses
+import errno
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -31,7 +33,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from glassformer.errors import GlassformerError
+from glassformer.errors import GlassformerError, article
 from glassformer.generate.sampler import Finish, stream_pieces
 from glassformer.serve import protocol, views
 from glassformer.serve.limits import Limits, Slots
@@ -50,8 +52,9 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
         name = name or Path(run).name
         run = load_run(run)
     if run.cfg.model.family != "gpt":
-        raise GlassformerError(f"the playground needs a gpt run; this one is a "
-                               f"{run.cfg.model.family} model (task {run.cfg.train.task!r})")
+        family = run.cfg.model.family
+        raise GlassformerError(f"the playground needs a gpt run; this one is {article(family)} "
+                               f"{family} model (task {run.cfg.train.task!r})")
     playground = Playground(run, limits, name or "glassformer")
     app = Starlette(
         routes=[Route("/", playground.page),
@@ -72,7 +75,31 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Serve the playground of `run_dir` until interrupted (Ctrl-C)."""
-    uvicorn.run(create_app(run_dir, limits), host=host, port=port, log_level="info")
+    app = create_app(run_dir, limits)
+    sock = listening_socket(host, port)  # taken first: a busy port is one clear error
+    print(f"playground of {run_dir}: http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    run_server(app, sock)
+
+
+def run_server(app, sock: socket.socket) -> None:
+    """uvicorn serving `app` on the listening socket `sock` until interrupted."""
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or a GlassformerError that says why not and what to do
+    (uvicorn's own is "[Errno 98] error while attempting to bind")."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror as err:
+        raise GlassformerError(f"--host {host!r} is not an address of this machine "
+                               f"({err.strerror})") from None
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise GlassformerError(f"port {port} on {host} is in use (another `glassformer "
+                                   "serve`?); choose another with --port") from None
+        raise GlassformerError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
 class Playground:

@@ -99,6 +99,12 @@ def wrap(model, parallel: str, world: World):
     return fully_shard(model)
 
 
+def unwrapped(model):
+    """The model under torch.compile's and DDP's wrappers (FSDP2 shards it in place)."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def shard(batch: dict, world: World) -> dict:
     """This process's rows of every (B, ...) tensor of the global batch: B/N of them."""
     if world.size == 1:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from glassformer.data.corpora import load_text
+from glassformer.errors import GlassformerError
 from glassformer.data.lm import check_enough, split, token_file
 from glassformer.data.shards import PreparedData
 
@@ -48,12 +49,17 @@ def validation_tokens(run) -> np.ndarray:
 def evaluate_run(run, text_path=None) -> dict:
     """What `glassformer eval` prints: evaluate_tokens of a loaded language-model run (gpt or
     lstm) on every token of the UTF-8 file `text_path`, or (None) of its validation split, on
-    the device its model is on.
+    the device its model is on; for the other tasks, evaluate_task.
 
     Returns "text" (the file, or "the validation split") beside evaluate_tokens's loss,
     perplexity, bits_per_char and tokens. Bits per character count the characters of the
     predicted tokens (all but the first), so they hold for any tokenizer.
     """
+    if run.cfg.train.task != "lm":
+        if text_path:
+            raise GlassformerError(f"--text scores a language model; this run's task is "
+                                   f"{run.cfg.train.task!r}: drop --text to score its held-out set")
+        return evaluate_task(run)
     if text_path:
         tokens = np.array(run.tokenizer.encode(load_text(text_path)), dtype=np.int64)  # (N,)
     else:
@@ -63,3 +69,15 @@ def evaluate_run(run, text_path=None) -> dict:
     device = next(run.model.parameters()).device
     result = evaluate_tokens(run.model, tokens, device=device, n_chars=n_chars)
     return {"text": str(text_path) if text_path else "the validation split"} | result
+
+
+def evaluate_task(run) -> dict:
+    """A masked-LM, genre or pairs run's held-out metrics as its training evaluations measure
+    them (val loss, and masked accuracy, accuracy or exact match), "text" naming what was
+    scored."""
+    from glassformer.train.tasks import TASKS, val_scope
+
+    task = TASKS[run.cfg.train.task](run.cfg, run.tokenizer)
+    metrics = task.evaluate(run.model, next(run.model.parameters()).device)
+    held_out = {k: v for k, v in metrics.items() if k.startswith("val_")}
+    return {"text": f"the held-out set ({val_scope(run.cfg.train)})"} | held_out

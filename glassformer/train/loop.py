@@ -21,7 +21,7 @@ from glassformer.train import checkpoint as ckpt
 from glassformer.train import distributed
 from glassformer.train.detectors import track
 from glassformer.train.device import autocast
-from glassformer.train.flops import flops_per_token, training_peak
+from glassformer.train.flops import batch_flops, training_peak
 from glassformer.train.memory_check import check_memory
 from glassformer.train.optim import lr_at, make_optimizer
 from glassformer.train.progress import Progress, describe_run
@@ -32,13 +32,15 @@ class TrainingDiverged(GlassformerError):
     """The loss or gradient became NaN or infinite."""
 
 
-def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
+def train(cfg: RunConfig, run_dir, resume: bool = False, out=None, bar=None) -> dict:
     """Train the model `cfg` describes on its task (train.task), writing the run to `run_dir`;
     return the last evaluation.
 
     With `resume`, continue the run in `run_dir` from its last checkpoint, with the run's own
     model config and `cfg.train`: on the same machine and settings the losses are the same as
     those of an uninterrupted run.
+
+    Lines go to `out` (default: stderr), and the progress bar too, or to `bar` if given.
 
     Started by torchrun, every process runs this: each trains on its share of every batch,
     and process 0 alone prints and writes the run.
@@ -70,21 +72,39 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
         # MFU against this device's measured matmul peak, summed over the processes
         progress = Progress(tc.max_steps, step,
                             (out or sys.stderr) if world.main else io.StringIO(),
-                            flops_per_token(core, cfg.model.block_size),
-                            training_peak(str(device)) * world.size)
+                            training_peak(str(device)) * world.size, bar if world.main else None)
         progress.print(describe_run(cfg, core, task, device, world, step if resume else None))
         if recovered:
             progress.print(f"a crash had interrupted the save of step {step}; it was completed")
         if started_from:
             progress.print(started_from)
-        started = time.perf_counter()
-        last_eval = {}
+        # elapsed_s counts on from where a resumed run's metrics stopped (its wall-clock curve)
+        before = max((m.get("elapsed_s", 0) for m in ckpt.read_metrics(run_dir)), default=0) \
+            if resume and world.main else 0
+        started = time.perf_counter() - before
+
+        def evaluate(step: int) -> dict:
+            # Every process evaluates the same fixed batches (an FSDP forward needs them all).
+            with autocast(device):
+                metrics = task.evaluate(core, device)
+                if tc.track_heads:
+                    metrics |= track(core, cfg.model.block_size // 2)
+            metrics |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
+            if world.main:
+                ckpt.append_metrics(run_dir, metrics)
+            progress.evaluation(metrics, task.show(core) if tc.sample_tokens else "")
+            model.train()
+            return metrics
+
+        # A new run is evaluated before its first step: the loss to beat, and a sample of noise.
+        last_eval = evaluate(0) if tc.eval_every and not resume else {}
+        progress.start_timing()
         model.train()
         while step < tc.max_steps:
             lr = lr_at(step, tc)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, grad_norm, tokens = train_step(stepped, task, batches, tc, device, world)
+            loss, grad_norm, tokens, flops = train_step(stepped, task, batches, tc, device, world)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 where = f"step {saved_step}" if saved_step else "none was written yet"
                 raise TrainingDiverged(
@@ -94,26 +114,19 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None) -> dict:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            rate = progress.update(step, loss, tokens)
+            rate = progress.update(step, loss, tokens, flops)
 
             if step % tc.log_every == 0 and world.main:
                 ckpt.append_metrics(run_dir, {"step": step, "train_loss": loss, "lr": lr,
                                               "grad_norm": grad_norm, "tokens_per_s": round(rate),
-                                              "mfu": round(progress.mfu(rate), 4)})
+                                              "elapsed_s": round(time.perf_counter() - started, 2),
+                                              "mfu": round(progress.mfu(), 4)})
             if (tc.eval_every and step % tc.eval_every == 0) or step == tc.max_steps:
-                # Every process evaluates the same fixed batches (an FSDP forward needs them all).
-                with autocast(device):
-                    last_eval = task.evaluate(core, device)
-                    if tc.track_heads:
-                        last_eval |= track(core, cfg.model.block_size // 2)
-                last_eval |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
-                if world.main:
-                    ckpt.append_metrics(run_dir, last_eval)
-                progress.evaluation(last_eval, task.show(core) if tc.sample_tokens else "")
-                model.train()
+                last_eval = evaluate(step)
             if (tc.save_every and step % tc.save_every == 0) or step == tc.max_steps:
                 ckpt.save_checkpoint(run_dir, model, optimizer, step, ckpt.get_rng_state(batches))
                 saved_step = step
+        progress.close()
         if last_eval:
             progress.done(last_eval, time.perf_counter() - started, run_dir)
     distributed.teardown(world)
@@ -161,18 +174,19 @@ def open_run(cfg: RunConfig, run_dir: Path, resume: bool, world) -> tuple[RunCon
 
 
 def train_step(model, task, batches, tc, device,
-               world=distributed.ALONE) -> tuple[float, float, int]:
+               world=distributed.ALONE) -> tuple[float, float, int, float]:
     """Forward and backward over `grad_accum` micro-batches; return (mean loss, grad norm,
-    tokens processed), over every process's share of the global batch.
+    tokens processed, their training FLOPs), over every process's share of the global batch.
 
     Each micro-batch loss is divided by grad_accum, so (batch 8, accum 1) and (batch 2, accum 4)
     give the same gradient. Gradients are averaged over the processes once per step, in the
     last micro-batch's backward. The norm is measured before clipping.
     """
-    total, tokens = 0.0, 0
+    total, tokens, flops = 0.0, 0, 0.0
     for i in range(tc.grad_accum):
         batch = task.batch(batches, device)  # the model's forward arguments, the same everywhere
         tokens += batch["ids"].numel() + (batch["src"].numel() if "src" in batch else 0)
+        flops += batch_flops(distributed.unwrapped(model), batch)
         with distributed.gradient_sync(model, sync=i == tc.grad_accum - 1):
             with autocast(device):
                 _, loss = model(**distributed.shard(batch, world),
@@ -180,4 +194,4 @@ def train_step(model, task, batches, tc, device,
             (loss / tc.grad_accum).backward()
         total += loss.item() / tc.grad_accum
     grad_norm = distributed.clip_grad_norm(model, tc.grad_clip)
-    return distributed.mean(total, world), grad_norm, tokens
+    return distributed.mean(total, world), grad_norm, tokens, flops

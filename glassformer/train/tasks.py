@@ -50,9 +50,18 @@ def fixed_batches(draw, n: int, seed: int) -> list[dict]:
     return [draw(generator) for _ in range(n)]
 
 
+def val_scope(tc) -> str:
+    """What a run's val_loss during training was measured on: `eval_batches` random batches of
+    the held-out split, or all of it (`glassformer eval` always scores all of it)."""
+    return "whole split" if TASKS[tc.task].WHOLE_VAL else f"{tc.eval_batches} batches"
+
+
 class LMTask:
     """Next-token prediction on a text (the default corpus or --text), last 10% held out, or on
     a prepared dataset (--data: its shards and its split, read in place)."""
+
+    WHOLE_VAL = False  # val_loss: eval_batches random batches (scoring every token is `eval`)
+    METRIC = None  # the task's main held-out metric beside the loss
 
     def __init__(self, cfg, tokenizer=None):
         tc, self.block_size = cfg.train, cfg.model.block_size
@@ -114,6 +123,7 @@ def masked_accuracy(logits, batch) -> float:
 class MLMTask(LMTask):
     """Masked-token prediction on the text (BERT pretraining); the same split as `lm`."""
 
+    METRIC = "val_masked_accuracy"
     SHOWN = 72  # characters of the validation text shown with every 6th one masked
 
     def __init__(self, cfg, tokenizer=None):
@@ -173,6 +183,8 @@ def class_accuracy(logits, batch) -> float:
 class GenreTask:
     """Genre of a passage (comedy / tragedy / history / poem), whole works held out."""
 
+    WHOLE_VAL, METRIC = True, "val_accuracy"
+
     def __init__(self, cfg, tokenizer=None):
         if cfg.model.n_classes != len(genre.GENRES):
             raise GlassformerError(f"the genre task has {len(genre.GENRES)} classes; set "
@@ -219,6 +231,7 @@ class PairsTask:
     """Source -> target strings: numbers to words (generated) or a TSV file (--pairs)."""
 
     EXAMPLES = 4  # held-out pairs decoded at each evaluation
+    WHOLE_VAL, METRIC = True, "val_exact_match"
 
     def __init__(self, cfg, tokenizer=None):
         tc = cfg.train

@@ -84,11 +84,53 @@ def test_eval_reports_loss_perplexity_and_bits(run_dir, text_file, capsys):
     assert str(text_file) in capsys.readouterr().out
 
 
-def test_info_shows_config_parameters_and_last_metrics(run_dir, capsys):
+def test_info_is_a_short_summary_and_json_on_request(run_dir, capsys):
     assert main(["info", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert '"n_layer": 1' in out and "parameters:" in out and "val loss" in out
-    assert "checkpoint step: 6" in out
+    last = [m for m in ckpt.read_metrics(run_dir) if "val_loss" in m][-1]
+    assert len(out.splitlines()) <= 6 and "{" not in out
+    assert "1 layers" in out and "checkpoint at step 6 of 6" in out
+    parameters = sum(p.numel() for p in ckpt.load_run(run_dir).model.parameters())
+    assert f"{parameters:,} parameters" in out
+    # which val loss this is, and why `eval` differs
+    assert (f"val loss {last['val_loss']:.4f} (2 batches; `glassformer eval` scores the whole "
+            "split)") in out
+    assert main(["info", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["n_layer"] == 1
+
+
+def test_training_leaves_loss_png_and_plot_overlays_runs(run_dir, tmp_path, capsys):
+    import matplotlib.image
+
+    from glassformer.inspect.curves import read_curves
+
+    image = matplotlib.image.imread(run_dir / "loss.png")
+    assert image.shape[:2] == (450, 1200)  # two panels: against step and wall-clock
+    curves = read_curves(run_dir)
+    assert [s for s, _, _ in curves["train"]] == [1, 2, 3, 4, 5, 6]
+    assert all(t is not None for _, t, _ in curves["train"])  # the wall-clock panel has them
+    assert [s for s, _, _ in curves["val"]] == [0, 6]  # evaluated before the first step too
+    assert main(["plot", str(run_dir), str(run_dir), "--out", str(tmp_path / "both.png")]) == 0
+    assert (tmp_path / "both.png").exists()
+    assert main(["plot", str(run_dir), str(run_dir)]) == 2
+    assert "give --out FILE.png" in capsys.readouterr().err
+
+
+def test_an_unknown_prompt_character_is_an_error_before_any_output(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--prompt", "\u03a9"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: the text has 1 unknown character(s): '\u03a9'")
+
+
+def test_ctrl_c_before_the_first_checkpoint_offers_no_resume(tmp_path, text_file, monkeypatch,
+                                                           capsys):
+    from tests.helpers import interrupted_at
+
+    monkeypatch.setattr(loop, "train_step", interrupted_at(loop.train_step, 2))
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--text", str(text_file), "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--resume" not in err
 
 
 def test_resume_extends_a_run(run_dir, text_file, capsys):
@@ -227,3 +269,83 @@ def test_parts_chosen_on_the_command_line_train_save_and_sample(words, tmp_path,
     assert main(["sample", str(out), "--prompt", "From", "--max-new-tokens", "40",
                  "--seed", "1"]) == 0  # 4 + 40 tokens: past the 32-token window, so it slides
     assert len(capsys.readouterr().out) == len("From") + 40 + 1
+
+
+def test_a_misspelt_work_gets_a_did_you_mean(monkeypatch):
+    from glassformer.data import corpora
+    from glassformer.errors import GlassformerError
+    from glassformer.finetune.run import work_file
+
+    monkeypatch.setattr(corpora, "shakespeare_works", lambda: {"sonnets": "x", "hamlet": "y"})
+    with pytest.raises(GlassformerError, match="no work named 'sonnet'; did you mean 'sonnets'"):
+        work_file("sonnet")
+
+
+def test_a_busy_port_is_one_clear_line(run_dir, capsys):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["serve", str(run_dir), "--port", str(port)]) == 2
+    line = one_error_line(capsys)
+    assert line == (f"error: port {port} on 127.0.0.1 is in use (another `glassformer serve`?); "
+                    "choose another with --port")
+
+
+def test_inspect_memory_prints_no_profiler_lines(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "glassformer", "inspect", "memory", "tiny",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "measured peak" in result.stdout
+    assert "USDT" not in result.stderr + result.stdout, result.stderr
+
+
+def test_files_of_presets_and_tokenizers_go_under_runs_not_the_current_directory(
+        tmp_path, text_file, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert main(["tokenizer", "train", "--vocab-size", "300", "--text", str(text_file)]) == 0
+    assert main(["inspect", "params", "tiny"]) == 0
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "runs"}
+    assert (tmp_path / "runs/tokenizers/bpe-300.json").is_file()
+    assert (tmp_path / "runs/inspect/tiny/params.txt").is_file()
+    assert "wrote runs/tokenizers/bpe-300.json" in capsys.readouterr().out
+
+
+def test_run_files_get_the_permissions_of_any_new_file(run_dir):
+    """0666 less the umask (0644 under the usual 022), so a shared group can read a run; the
+    atomic writes' temporary files were mkstemp's 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in run_dir.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_every_argument_has_help_and_literal_fields_list_their_values():
+    import argparse
+
+    from glassformer.cli import build_parser
+
+    missing = []
+
+    def walk(parser, where):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*where, name])
+            elif action.help is None:
+                missing.append(" ".join([*where, action.dest]))
+    walk(build_parser(), [])
+    assert missing == []
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    epilog = train.choices["train"].epilog
+    assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|pairs)" in epilog
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"glassformer {version('glassformer')}\n"

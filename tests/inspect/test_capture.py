@@ -71,6 +71,32 @@ def test_hand_built_heads_are_named_by_what_they_favour():
     assert head_kinds(previous, ids)["last 4 tokens"] == pytest.approx(1.0)
 
 
+def causal_head(T: int, keys_of) -> torch.Tensor:
+    """(T, T) causal weights: query t spreads its weight evenly over keys_of(t) (those >= 0),
+    or over all its keys when there are none."""
+    w = torch.zeros(T, T)
+    for t in range(T):
+        keys = [k for k in keys_of(t) if 0 <= k <= t] or list(range(t + 1))
+        w[t, keys] = 1 / len(keys)
+    return w
+
+
+def test_a_previous_token_head_is_not_called_a_local_one():
+    """heads.txt called nearly every head "last 4 tokens" (which contains the previous token),
+    a clear previous-token head (0.86) included."""
+    T = 24
+    uniform = causal_head(T, lambda t: [])
+    previous = 0.86 * causal_head(T, lambda t: [t - 1]) + 0.14 * uniform
+    local = causal_head(T, lambda t: [t, t - 1, t - 2, t - 3])
+    ids = list(range(T))
+    weights = {"blocks.0.attn": torch.stack([previous, local, uniform])[None]}  # (1, 3, T, T)
+    lines = summarise(weights, {"blocks.0.attn": (ids, [str(i) for i in ids])})
+    assert head_kinds(previous, ids)["last 4 tokens"] > head_kinds(previous, ids)["previous token"]
+    assert lines[0].startswith("blocks.0.attn head 0: previous token (")
+    assert lines[1].startswith("blocks.0.attn head 1: last 4 tokens (")
+    assert lines[2].startswith("blocks.0.attn head 2: spread out (")
+
+
 def test_bert_and_the_encoder_decoder_are_captured_too():
     """BERT's rows see the future; the decoder's cross-attention rows (T queries over S source
     keys) sum to 1, and its self-attention stays causal."""

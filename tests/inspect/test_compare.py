@@ -136,3 +136,26 @@ def test_matched_width_is_the_closest_multiple_of_the_heads():
     assert abs(lstm_count(width) - target) <= 0.05 * target
     assert all(abs(lstm_count(w) - target) > abs(lstm_count(width) - target)
                for w in (width - 4, width + 4))
+
+
+def test_each_recipe_shows_its_progress_bar_while_it_trains(tiny_run, tmp_path):
+    """`compare` used to show nothing for minutes per recipe: each one now draws a bar on the
+    terminal while its lines go into its log."""
+    import io
+
+    from glassformer.config import apply_overrides
+    from glassformer.inspect.compare import run_comparison
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    _, text = tiny_run
+    base = apply_overrides(preset("tiny"), {"train.text": str(text), "train.device": "cpu",
+                                            "train.max_steps": "6", "train.sample_tokens": "0"})
+    terminal = Terminal()
+    run_comparison({"a": {}, "b": {"train.lr": "3e-3"}}, base, tmp_path / "cmp", log=lambda _: None,
+                   bar=terminal)
+    assert terminal.getvalue().count("step 6/6") == 2  # one finished bar per recipe
+    log = (tmp_path / "cmp" / "a.log").read_text()
+    assert "step 6/6 | loss" in log and "\r" not in log

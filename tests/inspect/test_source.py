@@ -32,8 +32,8 @@ def test_a_decoder_reads_one_text_and_an_encoder_decoder_two():
 def test_the_output_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     preset = load_source("tiny", device="meta")
-    assert preset.output_dir() == Path("inspect", "tiny")  # under the working directory
-    assert (tmp_path / "inspect" / "tiny").is_dir()
+    assert preset.output_dir() == Path("runs", "inspect", "tiny")  # beside the runs
+    assert (tmp_path / "runs" / "inspect" / "tiny").is_dir()
     run = Source(preset.cfg, preset.model, None, "run", tmp_path / "run")
     assert run.output_dir() == tmp_path / "run" / "inspect"
     assert run.output_dir(tmp_path / "mine") == tmp_path / "mine"

@@ -30,7 +30,7 @@ def test_lstm_trains_evaluates_and_is_refused_by_the_sampler(tiny_cfg, tmp_path,
     run = tmp_path / "lstm"
     train(tiny_cfg(model__family="lstm", train__max_steps=60, train__eval_every=30,
                    train__lr=1e-2), run)
-    first, last = [m for m in ckpt.read_metrics(run) if "val_loss" in m]
+    _, first, last = [m for m in ckpt.read_metrics(run) if "val_loss" in m]  # steps 0, 30, 60
     assert last["val_loss"] < first["val_loss"] < math.log(ckpt.load_run(run).tokenizer.vocab_size)
     assert isinstance(ckpt.load_run(run).model, LSTMLM)
     capsys.readouterr()

@@ -89,25 +89,34 @@ def test_the_chat_command_reads_prompts_from_the_terminal(run_dir, run, monkeypa
     assert "/quit" in out.splitlines()[0]  # the first line says how to end
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
+
+
 def test_the_serve_command_serves_the_run_with_its_limits(run_dir, monkeypatch):
     served = {}
 
-    def fake_run(app, host, port, log_level):
-        served.update(app=app, host=host, port=port)
+    def fake_run(app, sock):
+        served.update(app=app, address=sock.getsockname())
+        sock.close()
 
-    monkeypatch.setattr(api.uvicorn, "run", fake_run)
-    assert main(["serve", str(run_dir), "--port", "8123", "--max-tokens", "50",
+    monkeypatch.setattr(api, "run_server", fake_run)
+    port = free_port()
+    assert main(["serve", str(run_dir), "--port", str(port), "--max-tokens", "50",
                  "--max-concurrent", "1", "--max-prompt-chars", "99"]) == 0
     playground = served["app"].state.playground
-    assert (served["host"], served["port"]) == ("127.0.0.1", 8123)
+    assert served["address"] == ("127.0.0.1", port)
     assert (playground.limits.max_tokens, playground.limits.max_concurrent,
             playground.limits.max_prompt_chars) == (50, 1, 99)
     assert playground.name == run_dir.name
 
 
 def test_serving_beyond_this_machine_warns(run_dir, monkeypatch, capsys):
-    monkeypatch.setattr(api.uvicorn, "run", lambda app, host, port, log_level: None)
-    assert main(["serve", str(run_dir), "--host", "0.0.0.0"]) == 0
+    monkeypatch.setattr(api, "run_server", lambda app, sock: sock.close())
+    assert main(["serve", str(run_dir), "--host", "0.0.0.0", "--port", str(free_port())]) == 0
     assert capsys.readouterr().err.startswith("warning: listening on 0.0.0.0: anyone")
 
 

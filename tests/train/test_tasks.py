@@ -46,12 +46,20 @@ def mlm_run(text_file, tmp_path, capsys):
 
 
 def test_masked_lm_learns_and_saves_a_bert_run(mlm_run):
-    first, last = evals(mlm_run)
+    first, *_, last = evals(mlm_run)
     assert last["val_loss"] < first["val_loss"] - 0.2
     assert 0 <= first["val_masked_accuracy"] < last["val_masked_accuracy"] <= 1
     assert isinstance(ckpt.load_run(mlm_run).model, BERT)
     shown = mlm_run.with_name("mlm.log").read_text(encoding="utf-8")
     assert "masked: " in shown and "filled: " in shown  # the evaluation shows guesses
+
+
+def test_eval_scores_a_bert_run_with_its_masked_accuracy(mlm_run, capsys):
+    last = evals(mlm_run)[-1]
+    assert main(["eval", str(mlm_run)]) == 0
+    assert capsys.readouterr().out == (
+        f"the held-out set ({ckpt.load_run(mlm_run).cfg.train.eval_batches} batches): loss {last['val_loss']:.4f} | masked accuracy "
+        f"{last['val_masked_accuracy']:.2%}\n")
 
 
 def test_genre_classifier_starts_from_the_mlm_encoder(mlm_run, tmp_path, monkeypatch, capsys):
@@ -66,7 +74,7 @@ def test_genre_classifier_starts_from_the_mlm_encoder(mlm_run, tmp_path, monkeyp
     out = capsys.readouterr().err
     copied, total = map(int, re.search(r"initialised (\d+) of (\d+) tensors from", out).groups())
     assert total - copied == 4 and "new: classifier" in out  # the head's dense and out w, b
-    (last,) = evals(run)
+    last = evals(run)[-1]
     assert last["val_accuracy"] == 1.0 and last["majority_baseline"] < 0.5
     pretrained = ckpt.load_run(mlm_run).model.state_dict()["blocks.0.attn.qkv.weight"]
     assert ckpt.load_run(run).model.cfg.n_classes == 4
@@ -84,7 +92,7 @@ def test_pairs_from_a_tsv_file_train_and_translate(tmp_path, capsys):
     assert main(["train", "--preset", "numbers-seq2seq", "--pairs", str(path), "--out", str(run),
                  "--max-steps", "30", "--train.eval_every=30", "--train.batch_size=8",
                  *[f"--{k}={v}" for k, v in TINY.items()]]) == 0
-    (last,) = evals(run)
+    last = evals(run)[-1]
     assert 0 <= last["val_exact_match"] <= 1 and "val_loss" in last
     assert isinstance(ckpt.load_run(run).model, EncoderDecoder)
     capsys.readouterr()
@@ -100,9 +108,15 @@ def test_pairs_from_a_tsv_file_train_and_translate(tmp_path, capsys):
 def test_numbers_task_reports_exact_match(tmp_path, capsys):
     run = tmp_path / "numbers"
     train(config("numbers-seq2seq", train__max_steps=4, train__eval_every=4), run)
-    (last,) = evals(run)
-    assert last["val_exact_match"] == 0.0  # four steps learn nothing, and it says so
+    first, last = evals(run)  # before the first step and after the last
+    assert first["step"] == 0 and last["val_exact_match"] == 0.0  # four steps learn nothing
     assert " -> " in capsys.readouterr().err  # held-out examples are shown
+    # `eval` scores an encoder-decoder run too, with its metric; the same numbers as training's
+    assert main(["eval", str(run)]) == 0
+    assert capsys.readouterr().out == (f"the held-out set (whole split): loss "
+                                       f"{last['val_loss']:.4f} | exact match 0.00%\n")
+    assert main(["sample", str(run)]) == 2
+    assert "this one is an encdec model" in capsys.readouterr().err
 
 
 def test_commands_refuse_runs_of_another_family(mlm_run, capsys):

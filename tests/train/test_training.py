@@ -9,6 +9,7 @@ import torch
 from glassformer.model import GPT
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import loop
+from glassformer.train.flops import flops_per_token
 from glassformer.train.loop import TrainingDiverged, train
 from tests.helpers import interrupted_at
 
@@ -47,7 +48,7 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_losses(tiny_cfg, tmp_path
     assert [s for s, _ in parts] == list(range(1, 13))
     assert parts == whole  # exactly, not approximately
     evals = [m for m in ckpt.read_metrics(tmp_path / "parts") if "val_loss" in m]
-    assert [m["step"] for m in evals] == [6, 12]
+    assert [m["step"] for m in evals] == [0, 6, 12]
 
 
 def test_accumulation_gives_the_same_update_as_one_big_batch(tiny_cfg):
@@ -68,8 +69,9 @@ def test_accumulation_gives_the_same_update_as_one_big_batch(tiny_cfg):
                        train__grad_clip=0, model__vocab_size=20)
         torch.manual_seed(1)
         model = GPT(cfg.model)
-        loss, norm, tokens = loop.train_step(model, FixedBatches(batch_size), None, cfg.train, "cpu")
-        assert tokens == 8 * 32
+        loss, norm, tokens, flops = loop.train_step(model, FixedBatches(batch_size), None,
+                                                    cfg.train, "cpu")
+        assert tokens == 8 * 32 and flops == tokens * flops_per_token(model, 32)
         updated.append((loss, norm, [p.grad.clone() for p in model.parameters()]))
     (loss_a, norm_a, grads_a), (loss_b, norm_b, grads_b) = updated
     assert loss_a == pytest.approx(loss_b, abs=1e-6)
@@ -84,8 +86,8 @@ def test_non_finite_loss_stops_with_a_diagnostic_and_keeps_the_checkpoint(
 
     def nan_at_five(*args):
         calls.append(1)
-        loss, norm, tokens = real_step(*args)
-        return (math.nan, norm, tokens) if len(calls) == 5 else (loss, norm, tokens)
+        loss, norm, tokens, flops = real_step(*args)
+        return (math.nan if len(calls) == 5 else loss), norm, tokens, flops
 
     monkeypatch.setattr(loop, "train_step", nan_at_five)
     with pytest.raises(TrainingDiverged) as err:
