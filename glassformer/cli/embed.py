@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 
+from glassformer.cli.options import RUN_HELP
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser("embed", help="sentence vectors of texts, and how similar they are, by "
                                      "an encoder run")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("texts", metavar="TEXT", nargs="+", help="a text (several: compared)")
     p.add_argument("--vectors", action="store_true",
                    help="print each text's vector as a JSON list, one per line")

@@ -65,7 +65,7 @@ def test_pull_makes_a_run_that_embeds_as_the_original(pulled, capsys, tmp_path):
 def test_a_pulled_encoder_takes_info_and_inspect(pulled, capsys, tmp_path):
     run, _, _ = pulled
     assert main(["info", str(run)]) == 0
-    assert "parameters: " in capsys.readouterr().out
+    assert "bert, 24,768 parameters" in capsys.readouterr().out
     assert main(["inspect", "shapes", str(run), "--text", TEXTS[0],
                  "--out", str(tmp_path / "shapes")]) == 0
     tokens = (tmp_path / "shapes" / "shapes.txt").read_text().splitlines()[0]

@@ -72,5 +72,5 @@ def test_track_heads_logs_at_each_evaluation_and_draws_them(play_text, tmp_path,
     assert paths == [str(run / "heads.png")]
     evals = [r for r in map(json.loads, io.StringIO((run / "metrics.jsonl").read_text()))
              if "val_loss" in r]
-    assert [r["step"] for r in evals] == [10, 20]
+    assert [r["step"] for r in evals] == [0, 10, 20]  # before training, then every 10 steps
     assert all(0 <= r["induction_score"] <= 1 and r["in_context_loss"] > 0 for r in evals)

@@ -60,7 +60,7 @@ def test_data_gives_the_losses_of_text_on_the_same_tokens_and_split(tmp_path):
           tmp_path / "text")
     train(tiny(**steps, **{"train.data": tmp_path / "ds"}), tmp_path / "data")
     by_text, by_data = ckpt.read_metrics(tmp_path / "text"), ckpt.read_metrics(tmp_path / "data")
-    assert len(by_text) == len(by_data) == 14  # 12 training steps, 2 evaluations
+    assert len(by_text) == len(by_data) == 15  # 12 training steps, 3 evaluations (one at 0)
     for a, b in zip(by_text, by_data):
         assert {k: v for k, v in a.items() if k not in ("tokens_per_s", "mfu", "elapsed_s")} == \
                {k: v for k, v in b.items() if k not in ("tokens_per_s", "mfu", "elapsed_s")}
