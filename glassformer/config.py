@@ -39,6 +39,7 @@ Task = Literal["lm", "mlm", "genre", "pairs"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char", "bpe"]
 Parallel = Literal["ddp", "fsdp"]
+Quantization = Literal["none", "int8", "bf16"]  # weights for decoding: model/quantize.py
 LORA_TARGETS = ("q", "k", "v", "o", "fc", "up", "proj")
 SEEDS = 2**64  # torch seeds a generator with an unsigned 64-bit integer
 

@@ -22,8 +22,9 @@ def add_commands(sub) -> None:
     add_sampling_options(p)
     p.set_defaults(run=cmd_sample)
 
-    p = sub.add_parser("chat", help="type prompts and watch their continuations stream in the "
-                                    "terminal (until end of input or /quit)")
+    p = sub.add_parser("chat", help="talk to an instruct model (a run with a chat template), "
+                                    "or type prompts and watch their continuations stream in, "
+                                    "in the terminal (until end of input or /quit)")
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     add_sampling_options(p)
     p.set_defaults(run=cmd_chat)
@@ -46,7 +47,7 @@ def cmd_sample(args) -> int:
     from glassformer.generate.sampler import stream
 
     cfg = sample_config(args)
-    run = load_run_for("sample", args.run_dir, ("gpt",))
+    run = load_run_for("sample", args.run_dir, ("gpt",), args.quantize)
     run.tokenizer.encode(args.prompt)  # an unknown character: its error before any output
     sys.stdout.write(args.prompt)
     for piece in stream(run.model, run.tokenizer, args.prompt, cfg):
@@ -60,11 +61,16 @@ def cmd_chat(args) -> int:
     from glassformer.serve.chat import chat, typed_prompts
 
     cfg = sample_config(args)
-    run = load_run_for("chat", args.run_dir, ("gpt",))
+    run = load_run_for("chat", args.run_dir, ("gpt",), args.quantize)
     if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 arrives as surrogate
         sys.stdin.reconfigure(errors="surrogateescape")  # escapes: one error line, not the end
-    print(f"{args.run_dir}: type a prompt and press Enter; /quit or Ctrl-D to end, Ctrl-C to "
-          "stop a continuation")
+    if (getattr(run.tokenizer, "chat", None) or {}).get("chat_template"):
+        print(f"{args.run_dir}: a conversation; type a message and press Enter. /system TEXT "
+              "sets the system message, /reset forgets the turns, /quit or Ctrl-D ends, Ctrl-C "
+              "stops a reply")
+    else:
+        print(f"{args.run_dir}: type a prompt and press Enter; /quit or Ctrl-D to end, Ctrl-C "
+              "to stop a continuation")
     chat(run.model, run.tokenizer, typed_prompts(), cfg, sys.stdout)
     return 0
 

@@ -4,6 +4,7 @@ of the families a command can use, and an output that can print any text."""
 from __future__ import annotations
 
 import io
+from typing import get_args
 
 from glassformer import config as C
 from glassformer.errors import ConfigError, GlassformerError, article
@@ -30,6 +31,19 @@ def add_sampling_options(p) -> None:
                    help="subtracted per occurrence of each generated token, in [-2, 2]")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--seed", type=int, help="seed for reproducible samples")
+    p.add_argument("--prompt-lookup", type=int, default=defaults.prompt_lookup, metavar="K",
+                   help="greedy only (--temperature 0): draft up to K tokens per step by copying "
+                        "from the context, checked in one pass; the same text, sooner where "
+                        "text repeats (0: off)")
+    add_quantize_option(p)
+
+
+def add_quantize_option(p) -> None:
+    p.add_argument("--quantize", choices=get_args(C.Quantization), default="none",
+                   help="weights for decoding: int8 per output channel (CPU, 4x fewer bytes "
+                        "per token, but activations quantized per tensor: a model with outlier "
+                        "channels loses much; `glassformer eval RUN --quantize int8` measures "
+                        "it), bf16, or none (default)")
 
 
 def sample_config(args) -> C.SampleConfig:
@@ -38,7 +52,7 @@ def sample_config(args) -> C.SampleConfig:
                           repetition_penalty=args.repetition_penalty,
                           presence_penalty=args.presence_penalty,
                           frequency_penalty=args.frequency_penalty, stop=tuple(args.stop),
-                          seed=args.seed)
+                          seed=args.seed, prompt_lookup=args.prompt_lookup)
 
 
 def parse_overrides(extra: list[str]) -> dict[str, str]:
@@ -70,18 +84,21 @@ def no_extra(extra: list[str]) -> dict:
     return {}
 
 
-def load_run_for(command: str, run_dir, families: tuple[str, ...]):
-    """The run at `run_dir` on the best device, refused unless its model family is one of
-    `families`, the ones `glassformer COMMAND` can use."""
+def load_run_for(command: str, run_dir, families: tuple[str, ...], quantization: str = "none"):
+    """The run at `run_dir` on the best device (the CPU for int8 weights), refused unless its
+    model family is one of `families`, the ones `glassformer COMMAND` can use; its weights
+    quantized as `quantization` says (model/quantize.py)."""
+    from glassformer.model.quantize import quantize
     from glassformer.train.checkpoint import load_run
     from glassformer.train.device import pick_device
 
-    run = load_run(run_dir, pick_device())
+    run = load_run(run_dir, "cpu" if quantization == "int8" else pick_device())
     if run.cfg.model.family not in families:
         family = run.cfg.model.family
         raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
                                f"this one is {article(family)} {family} model "
                                f"(task {run.cfg.train.task!r})")
+    quantize(run.model, quantization)
     return run
 
 

@@ -1,14 +1,14 @@
 """`glassformer serve RUN`: the playground, a local web page and an OpenAI-style API.
 
   glassformer serve RUN [--host H] [--port P] [--max-prompt-chars N] [--max-tokens N]
-                        [--max-concurrent N]
+                        [--max-concurrent N] [--quantize int8|bf16]
 """
 
 from __future__ import annotations
 
 import sys
 
-from glassformer.cli.options import RUN_HELP
+from glassformer.cli.options import RUN_HELP, add_quantize_option
 from glassformer.errors import ConfigError
 from glassformer.serve.limits import Limits
 
@@ -27,6 +27,7 @@ def add_commands(sub) -> None:
                    help="most tokens one completion may ask for (default: %(default)s)")
     p.add_argument("--max-concurrent", type=int, default=limits.max_concurrent,
                    help="completions generating at once; more get 429 (default: %(default)s)")
+    add_quantize_option(p)
     p.set_defaults(run=cmd_serve)
 
 
@@ -40,5 +41,5 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use "
               "the playground and its API", file=sys.stderr)
-    serve(args.run_dir, args.host, args.port, limits)
+    serve(args.run_dir, args.host, args.port, limits, args.quantize)
     return 0

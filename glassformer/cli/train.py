@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from glassformer import config as C
-from glassformer.cli.options import RUN_HELP, load_run_for, with_flags
+from glassformer.cli.options import RUN_HELP, add_quantize_option, load_run_for, with_flags
 from glassformer.errors import ConfigError
 from glassformer.typed import field_help
 
@@ -46,6 +46,7 @@ def add_commands(sub) -> None:
                                     "masked accuracy, accuracy or exact match (the other tasks)")
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--text", help="UTF-8 file to evaluate (default: the run's validation split)")
+    add_quantize_option(p)
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("info", help="a run in a few lines: model, task, steps, last evaluation")
@@ -135,6 +136,13 @@ def cmd_eval(args) -> int:
 
     run = load_run_for("eval", args.run_dir, ("gpt", "lstm", "bert", "encdec"))
     result = evaluate_run(run, args.text)
+    if args.quantize != "none":  # what the quantization costs, on the same tokens
+        exact = result
+        run = load_run_for("eval", args.run_dir, ("gpt",), args.quantize)
+        result = evaluate_run(run, args.text)
+        print(f"{exact['text']}: unquantized perplexity {exact['perplexity']:.3f}; "
+              f"{args.quantize}: {result['perplexity']:.3f} "
+              f"({result['perplexity'] / exact['perplexity'] - 1:+.2%})")
     if "loss" in result:
         print(f"{result['text']}: {result['tokens']:,} tokens | loss {result['loss']:.4f} | "
               f"perplexity {result['perplexity']:.3f} | {result['bits_per_char']:.4f} bits/char")

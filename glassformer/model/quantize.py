@@ -17,14 +17,13 @@ lookup reads one row per token); a tied LM head gets its own int8 copy.
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import get_args
 
 import torch
 from torch import nn
 
+from glassformer.config import Quantization
 from glassformer.errors import GlassformerError
-
-Quantization = Literal["none", "int8", "bf16"]
 
 
 class Int8Linear(nn.Module):
@@ -60,7 +59,8 @@ def quantize(model, kind: str):
     if kind == "bf16":
         return model.to(torch.bfloat16)
     if kind != "int8":
-        raise GlassformerError(f"quantization {kind!r} is not one of none, int8, bf16")
+        raise GlassformerError(f"quantization {kind!r} is not one of "
+                               f"{', '.join(get_args(Quantization))}")
     if model.cfg.family != "gpt":
         raise GlassformerError(f"int8 quantization is for decoding a gpt model; this one is a "
                                f"{model.cfg.family} (use bf16, or none)")

@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from glassformer.errors import GlassformerError, article
 from glassformer.generate.sampler import Finish, stream_pieces
+from glassformer.model.quantize import quantize
 from glassformer.serve import protocol, views
 from glassformer.serve.limits import Limits, Slots
 from glassformer.serve.protocol import ApiError
@@ -45,12 +46,15 @@ STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
 
 
-def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | None = None):
+def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | None = None,
+               quantization: str = "none"):
     """The playground app (a Starlette ASGI app) for `run`: a Run loaded on the CPU, or a run
-    directory (loaded so). `name` is the model's name in answers (default: the directory's)."""
+    directory (loaded so, its weights quantized as `quantization` says: model/quantize.py).
+    `name` is the model's name in answers (default: the directory's)."""
     if not isinstance(run, Run):
         name = name or Path(run).name
         run = load_run(run)
+        quantize(run.model, quantization)
     if run.cfg.model.family != "gpt":
         family = run.cfg.model.family
         raise GlassformerError(f"the playground needs a gpt run; this one is {article(family)} "
@@ -73,9 +77,10 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
     return app
 
 
-def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+          quantization: str = "none") -> None:
     """Serve the playground of `run_dir` until interrupted (Ctrl-C)."""
-    app = create_app(run_dir, limits)
+    app = create_app(run_dir, limits, quantization=quantization)
     sock = listening_socket(host, port)  # taken first: a busy port is one clear error
     print(f"playground of {run_dir}: http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     run_server(app, sock)

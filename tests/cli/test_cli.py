@@ -59,6 +59,29 @@ def test_sample_streams_a_continuation(run_dir, capsys):
     assert capsys.readouterr().out == first  # the seed makes it repeatable
 
 
+def test_sample_with_prompt_lookup_and_int8_weights(run_dir, capsys):
+    """--prompt-lookup gives plain greedy decoding's text; --quantize int8 samples from the
+    model with int8 weights (model/quantize.py)."""
+    from glassformer.config import SampleConfig
+    from glassformer.generate.sampler import generate
+    from glassformer.model.quantize import quantize
+    from glassformer.train.checkpoint import load_run
+
+    args = ["sample", str(run_dir), "--prompt", "From fair", "--max-new-tokens", "40",
+            "--temperature", "0"]
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert main([*args, "--prompt-lookup", "5"]) == 0
+    assert capsys.readouterr().out == plain
+    assert main([*args, "--quantize", "int8"]) == 0
+    run = load_run(run_dir)
+    cfg = SampleConfig(max_new_tokens=40, temperature=0)
+    want = generate(quantize(run.model, "int8"), run.tokenizer, ["From fair"], cfg)[0]
+    assert capsys.readouterr().out == "From fair" + want + "\n"
+    assert main([*args, "--prompt-lookup", "5", "--temperature", "0.8"]) == 2
+    assert "prompt_lookup" in one_error_line(capsys)
+
+
 def test_sample_applies_the_presence_and_frequency_penalties(run_dir, capsys):
     from glassformer.config import SampleConfig
     from glassformer.generate.sampler import generate
