@@ -68,15 +68,9 @@ async function generate() {
   promptLength = text.length;
   const output = $("output");
   output.replaceChildren(piece(text, "prompt pending"));
-  clearAttention();
-  showError(null);
-  $("finish").textContent = "";
-  const request = {prompt: text, max_tokens: +$("max-tokens").value, stream: true, ...sampling()};
-  if ($("seed").value !== "") request.seed = +$("seed").value;
-  generation = new AbortController();
-  setRunning(true);
-  try {
-    const response = await post("/v1/completions", request, generation.signal);
+  const request = {prompt: text, ...lengthAndSampling()};
+  await running(async (signal) => {
+    const response = await post("/v1/completions", request, signal);
     for await (const data of events(response)) {
       if (data.error) throw new Error(data.error.message);
       const choice = data.choices[0];
@@ -89,14 +83,7 @@ async function generate() {
           : "reached max tokens";
       }
     }
-  } catch (err) {
-    if (err.name === "AbortError") $("finish").textContent = "stopped";
-    else showError(err);
-  } finally {
-    generation = null;
-    setRunning(false);
-    refresh();  // the tokens of the whole text, and the next one after it
-  }
+  });
 }
 
 // Chat mode: the typed message is the user's next turn; the reply streams in after the
@@ -106,21 +93,15 @@ async function send() {
   const content = $("prompt").value;
   if (!content) return;
   const turns = [...messages, {role: "user", content}];
-  clearAttention();
-  showError(null);
-  $("finish").textContent = "";
-  generation = new AbortController();
-  setRunning(true);
-  let reply = "";
-  try {
-    text = (await (await post("/v1/chat/text", {messages: turns})).json()).text;
+  await running(async (signal) => {
+    text = (await (await post("/v1/chat/text", {messages: turns}, signal)).json()).text;
     promptLength = text.length;
     const output = $("output");
     output.replaceChildren(piece(text, "prompt pending"));
     showConversation(turns, "");
-    const request = {messages: turns, max_tokens: +$("max-tokens").value, stream: true, ...sampling()};
-    if ($("seed").value !== "") request.seed = +$("seed").value;
-    const response = await post("/v1/chat/completions", request, generation.signal);
+    let reply = "";
+    const response = await post("/v1/chat/completions", {messages: turns, ...lengthAndSampling()},
+                                signal);
     for await (const data of events(response)) {
       if (data.error) throw new Error(data.error.message);
       const choice = data.choices[0];
@@ -137,6 +118,27 @@ async function send() {
     }
     messages = [...turns, {role: "assistant", content: reply}];
     $("prompt").value = "";
+  });
+}
+
+// A streamed request's common fields: its length, the sliders and the seed.
+function lengthAndSampling() {
+  const fields = {max_tokens: +$("max-tokens").value, stream: true, ...sampling()};
+  if ($("seed").value !== "") fields.seed = +$("seed").value;
+  return fields;
+}
+
+// Run `work(signal)`, a generation, with the Stop button on: Stop aborts it (and so ends it on
+// the server), an error shows; afterwards the panels describe the whole text and the token
+// after it.
+async function running(work) {
+  clearAttention();
+  showError(null);
+  $("finish").textContent = "";
+  generation = new AbortController();
+  setRunning(true);
+  try {
+    await work(generation.signal);
   } catch (err) {
     if (err.name === "AbortError") $("finish").textContent = "stopped";
     else showError(err);
