@@ -325,10 +325,11 @@ def cmd_patch(args) -> int:
     print(text)
     _write(out / "patch.txt", text)
     tokens = [tokenizer.decode([i]) for i in clean[0].tolist()]
-    for name, grid, columns in [("residual", residual, tokens),
-                                ("heads", heads, [f"H{h}" for h in range(heads.size(1))])]:
+    for name, grid, columns, what in [
+            ("residual", residual, tokens, "each layer's input, per position"),
+            ("heads", heads, [f"H{h}" for h in range(heads.size(1))], "each head's output")]:
         path = heatmap(grid, rows, columns, out / f"patch-{name}.png", f"{source.name}: "
-                       f"activation patching ({name}), share of the logit difference recovered")
+                       f"activation patching\n{what}\nshare of the logit difference recovered")
         print(f"wrote {path}")
     return 0
 
