@@ -252,6 +252,8 @@ def _token_id(source, text: str, token: str) -> int:
 
 
 def cmd_lens(args) -> int:
+    import torch
+
     from glassformer.inspect.lens import format_lens, lens_table, logit_lens
     from glassformer.inspect.plots import heatmap
 
@@ -266,9 +268,17 @@ def cmd_lens(args) -> int:
     probs = logits.softmax(dim=-1)  # (L + 1, T, V)
     top_p, top_id = probs.max(dim=-1)  # (L + 1, T) each
     notes = [[decode([i]) for i in row] for row in top_id.tolist()]
+    columns = list(texts[-1][1])
+    if target is not None:  # one more column: the target's probability (and rank) at the end
+        p = probs[:, -1, target]  # (L + 1,)
+        ranks = (probs[:, -1] > p[:, None]).sum(dim=-1)  # (L + 1,)
+        top_p = torch.cat([top_p, p[:, None]], dim=1)  # (L + 1, T + 1)
+        notes = [row + [f"#{r}"] for row, r in zip(notes, ranks.tolist())]
+        columns.append(f"p({args.token!r})")
     rows = ["embed"] + [f"layer {i}" for i in range(len(logits) - 1)]
-    path = heatmap(top_p, rows, texts[-1][1], out / "lens.png", f"{source.name}: the logit lens "
-                   "(top token and its probability after each layer, per position)",
+    path = heatmap(top_p, rows, columns, out / "lens.png", f"{source.name}: the logit lens\n"
+                   "top token and its probability per layer"
+                   + ("\nlast column: the target's (#rank)" if target is not None else ""),
                    cmap="viridis", centred=False, notes=notes)
     print(f"wrote {path}")
     return 0
@@ -322,10 +332,11 @@ def cmd_patch(args) -> int:
     print(text)
     _write(out / "patch.txt", text)
     tokens = [tokenizer.decode([i]) for i in clean[0].tolist()]
-    for name, grid, columns in [("residual", residual, tokens),
-                                ("heads", heads, [f"H{h}" for h in range(heads.size(1))])]:
+    for name, grid, columns, what in [
+            ("residual", residual, tokens, "each layer's input, per position"),
+            ("heads", heads, [f"H{h}" for h in range(heads.size(1))], "each head's output")]:
         path = heatmap(grid, rows, columns, out / f"patch-{name}.png", f"{source.name}: "
-                       f"activation patching ({name}), share of the logit difference recovered")
+                       f"activation patching\n{what}\nshare of the logit difference recovered")
         print(f"wrote {path}")
     return 0
 

@@ -93,7 +93,7 @@ def format_lens(rows: list[LensRow], decode, target: int | None = None) -> str:
     lines = []
     for row in rows:
         tops = "  ".join(f"{decode([i])!r} {p:.2f}" for i, p in row.top)
-        extra = (f"   target {decode([target])!r}: rank {row.target_rank}, p {row.target_prob:.3f}"
+        extra = (f"   target {decode([target])!r}: rank {row.target_rank}, p {row.target_prob:.2g}"
                  if target is not None else "")
         lines.append(f"{row.layer:>9}: {tops}{extra}")
     return "\n".join(lines)

@@ -9,13 +9,15 @@ d = logit[target] - logit[other] at the last position:
 
 by residual stream (blocks.i.hook_resid_pre) per layer and position, and by head output
 (blocks.i.attn.hook_z, one head at all positions) per layer and head. The two prompts must
-have the same number of tokens. Each layer's positions (or heads) run as one batch.
+have the same number of tokens. Each layer's positions (or heads) run as one batch, from that
+layer on (the corrupted run's input to it cached once), read out at the last position only.
 """
 
 import torch
 
 from glassformer.errors import GlassformerError
-from glassformer.model.hooks import run_with_cache, run_with_hooks
+from glassformer.inspect.lens import readout
+from glassformer.model.hooks import hooked, run_with_cache
 
 
 def logit_difference(logits: torch.Tensor, target: int, other: int) -> torch.Tensor:
@@ -32,17 +34,29 @@ def _check(model, clean: torch.Tensor, corrupted: torch.Tensor):
                                f"{list(corrupted.shape)} token ids); reword one of them")
 
 
+def _finish(model, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """The logits (B, 1, V) at the last position of hidden states x (B, T, C) entering block
+    `layer`, run through the blocks from there on, the final norm and the head."""
+    positions = torch.arange(x.size(1), device=x.device)  # (T,)
+    for block in model.blocks[layer:]:
+        x = block(x, None, None, positions)
+    return readout(model).logits(x[:, -1:])
+
+
 @torch.no_grad()
 def _sweep(model, clean, corrupted, target, other, point, batch, patch) -> torch.Tensor:
     """(L, batch) recovered shares: for each layer, `batch` copies of the corrupted prompt, row
-    r with patch(value, clean value, r) at hook point point(layer)."""
+    r with patch(value, clean value, r) at hook point point(layer). The layers before the
+    patched one see the same corrupted prompt in every row, so each row starts from the
+    corrupted run's input to that layer (cached once) and reads out the last position only."""
     _check(model, clean, corrupted)
     L = model.cfg.n_layer
     names = [point(i) for i in range(L)]
+    inputs = [f"blocks.{i}.hook_resid_pre" for i in range(L)]
     (clean_logits, _), cache = run_with_cache(model, clean, names=names)
+    (corrupt_logits, _), start = run_with_cache(model, corrupted, names=inputs)
     d_clean = logit_difference(clean_logits, target, other)  # (1,)
-    d_corrupt = logit_difference(model(corrupted)[0], target, other)  # (1,)
-    rows = corrupted.expand(batch, -1)  # (batch, T)
+    d_corrupt = logit_difference(corrupt_logits, target, other)  # (1,)
     out = torch.zeros(L, batch)
     for i, name in enumerate(names):
         def hook(value, _, source=cache[name]):
@@ -50,7 +64,8 @@ def _sweep(model, clean, corrupted, target, other, point, batch, patch) -> torch
             for r in range(batch):
                 patch(value, source, r)
             return value
-        patched = run_with_hooks(model, rows, hooks=[(name, hook)])[0]
+        with hooked(model, [(name, hook)]):
+            patched = _finish(model, i, start[inputs[i]].expand(batch, -1, -1))  # (batch, 1, V)
         out[i] = (logit_difference(patched, target, other) - d_corrupt) / (d_clean - d_corrupt)
     return out
 
