@@ -130,15 +130,19 @@ def test_two_nodes_train_like_one_process_and_resume_in_one(tmp_path):
 
 
 def peak_rss_of_training(data, run_dir) -> float:
-    """MiB: the peak resident memory of a short training run on `data`, in a fresh process."""
-    code = ("import resource\n"
+    """MiB: the peak resident memory of a short training run on `data`, in a fresh process.
+    Read from VmHWM, the high-water mark of the process's own memory map: getrusage's
+    ru_maxrss would also count the parent's memory at fork (Linux keeps it across exec), which
+    is pytest's, gigabytes once other tests have loaded real checkpoints."""
+    code = ("import re\n"
             "from glassformer.config import apply_overrides, preset\n"
             "from glassformer.train.loop import train\n"
             f"cfg = apply_overrides(preset('tiny'), {{'train.data': {str(data)!r}, "
             "'train.device': 'cpu', 'train.max_steps': '20', 'train.eval_every': '10', "
             "'train.eval_batches': '20', 'train.batch_size': '16'})\n"
             f"train(cfg, {str(run_dir)!r})\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "status = open('/proc/self/status').read()\n"
+            "print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
