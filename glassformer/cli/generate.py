@@ -59,12 +59,13 @@ def cmd_sample(args) -> int:
 
 def cmd_chat(args) -> int:
     from glassformer.serve.chat import chat, typed_prompts
+    from glassformer.tokenizers.chat_template import has_chat_template
 
     cfg = sample_config(args)
     run = load_run_for("chat", args.run_dir, ("gpt",), args.quantize)
     if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 arrives as surrogate
         sys.stdin.reconfigure(errors="surrogateescape")  # escapes: one error line, not the end
-    if (getattr(run.tokenizer, "chat", None) or {}).get("chat_template"):
+    if has_chat_template(run.tokenizer):
         print(f"{args.run_dir}: a conversation; type a message and press Enter. /system TEXT "
               "sets the system message, /reset forgets the turns, /quit or Ctrl-D ends, Ctrl-C "
               "stops a reply")

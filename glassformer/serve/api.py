@@ -39,7 +39,7 @@ from glassformer.model.quantize import quantize
 from glassformer.serve import protocol, views
 from glassformer.serve.limits import Limits, Slots
 from glassformer.serve.protocol import ApiError
-from glassformer.tokenizers.chat_template import conversation, end_of_turn
+from glassformer.tokenizers.chat_template import conversation, end_of_turn, has_chat_template
 from glassformer.train.checkpoint import Run, load_run
 
 STATIC = Path(__file__).parent / "static"
@@ -140,8 +140,7 @@ class Playground:
                              "limits": dataclasses.asdict(self.limits),
                              "block_size": m.block_size, "n_layer": m.n_layer,
                              "n_head": m.n_head, "vocab_size": m.vocab_size,
-                             "chat": bool((getattr(self.run.tokenizer, "chat", None) or {})
-                                          .get("chat_template"))})
+                             "chat": has_chat_template(self.run.tokenizer)})
 
     async def chat_text(self, request):
         """The text a conversation becomes under the run's chat template (what the page's

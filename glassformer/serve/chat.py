@@ -10,7 +10,7 @@ from typing import TextIO
 
 from glassformer.errors import GlassformerError
 from glassformer.generate.sampler import stream
-from glassformer.tokenizers.chat_template import conversation, end_of_turn
+from glassformer.tokenizers.chat_template import conversation, end_of_turn, has_chat_template
 
 QUIT, RESET, SYSTEM = "/quit", "/reset", "/system"
 
@@ -20,8 +20,7 @@ def chat(model, tokenizer, prompts: Iterable[str], cfg, out: TextIO) -> None:
     SampleConfig), then a newline: a conversation when the tokenizer has a chat template, else
     a continuation of each line. Empty lines are skipped; a line the model cannot read gets one
     error line, and the next line is read."""
-    talk = Conversation(tokenizer, cfg) if (getattr(tokenizer, "chat", None) or {}).get(
-        "chat_template") else None
+    talk = Conversation(tokenizer, cfg) if has_chat_template(tokenizer) else None
     for line in prompts:
         if line.strip() == QUIT:
             return

@@ -79,14 +79,24 @@ def compiled(template: str):
 def conversation(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
     """`messages` as the text `tokenizer`'s checkpoint was trained to read (its chat template,
     with its special tokens' names), the assistant's turn opened."""
-    chat = getattr(tokenizer, "chat", None) or {}
-    if not chat.get("chat_template"):
+    if not has_chat_template(tokenizer):
         raise GlassformerError("this model's tokenizer has no chat template (it is not an "
                                "instruct checkpoint); continue text instead")
+    chat = tokenizer.chat
     names = {k: v for k, v in chat.items() if k.endswith("_token") and v is not None}
     return render(chat["chat_template"], messages, names, add_generation_prompt)
 
 
+def has_chat_template(tokenizer) -> bool:
+    """Whether `tokenizer` came with a checkpoint's chat template (an instruct model's; a char
+    tokenizer has none)."""
+    return bool(_chat(tokenizer).get("chat_template"))
+
+
 def end_of_turn(tokenizer) -> str | None:
     """The text of the token that ends an assistant's turn (the checkpoint's EOS), or None."""
-    return (getattr(tokenizer, "chat", None) or {}).get("eos_token")
+    return _chat(tokenizer).get("eos_token")
+
+
+def _chat(tokenizer) -> dict:
+    return getattr(tokenizer, "chat", None) or {}  # only HFTokenizer has one
