@@ -1,13 +1,18 @@
 """`glassformer data prepare` against Hugging Face `datasets` on the same generated corpus.
 
-    python bench/prepare.py --gigabytes 0.2 [--workers 2] [--dir DIR] [--keep]
+    python bench/prepare.py --gigabytes 0.2 [--tokenizer bpe|char] [--workers 2] [--dir DIR]
+                            [--keep]
 
 Generates a corpus of about --gigabytes of JSONL files (8 MiB each, one document of 2-20 KB of
-mixed-script text per line), trains a byte-level BPE of 4,096 tokens on its first 4 MiB, then,
-each in a fresh process and in one run:
+mixed-script text per line) and a tokenizer both contenders use: `bpe` (default) a byte-level BPE
+of 4,096 tokens trained on the corpus's first 4 MiB; `char` the corpus's alphabet. Then, each in
+a fresh process and in one run:
   ours      prepare(files, tokenizer, --workers processes): token shards and a manifest
-  datasets  load_dataset("json", files) then .map(batched=True, num_proc=--workers) of a
-            transformers.PreTrainedTokenizerFast over the same tokenizer.json (Arrow files)
+  datasets  load_dataset("json", files) then .map(batched=True, num_proc=--workers) into Arrow
+            files of uint16 ids: bpe through a transformers.PreTrainedTokenizerFast over the
+            same tokenizer.json; char through a dict from character to id, as nanoGPT's
+            character-level preparation does (the `tokenizers` form of a char vocabulary runs
+            its regex split per character, at well under 1 MB/s here)
   train     a short training run (`tiny`-sized GPT, block 128, batch 16) on our dataset
 and prints MB/s of input text and the peak resident memory (MiB) of each process tree (the
 launcher and its workers, summed, sampled every 50 ms), and their ratios. The token counts of
@@ -103,14 +108,24 @@ print(json.dumps({{"tokens": sum(s["tokens"] for s in m["splits"].values())}}))
 
 HF = """
 import json
-from datasets import load_dataset
+import pyarrow.compute as pc
+from datasets import Features, Sequence, Value, load_dataset
+{encode}
+ds = load_dataset("json", data_files={files!r}, split="train", cache_dir={cache!r})
+ids = ds.map(lambda b: {{"input_ids": encode(b["text"])}}, batched=True, num_proc={workers},
+             remove_columns=["text"], features=Features({{"input_ids": Sequence(Value("uint16"))}}))
+print(json.dumps({{"tokens": pc.sum(pc.list_value_length(ids.data.column("input_ids"))).as_py()}}))
+"""
+HF_ENCODE = {
+    "bpe": """
 from transformers import PreTrainedTokenizerFast
 tok = PreTrainedTokenizerFast(tokenizer_file={hf_tok!r})
-ds = load_dataset("json", data_files={files!r}, split="train", cache_dir={cache!r})
-ids = ds.map(lambda b: {{"input_ids": tok(b["text"], add_special_tokens=False)["input_ids"]}},
-             batched=True, num_proc={workers}, remove_columns=["text"])
-print(json.dumps({{"tokens": sum(len(i) for b in ids.iter(10_000) for i in b["input_ids"])}}))
-"""
+encode = lambda texts: tok(texts, add_special_tokens=False)["input_ids"]
+""",
+    "char": """
+ids_of = {{c: i for i, c in enumerate(json.load(open({tok!r}, encoding="utf-8"))["chars"])}}
+encode = lambda texts: [[ids_of[c] for c in text] for text in texts]
+"""}
 
 TRAIN = """
 import json
@@ -126,6 +141,7 @@ print(json.dumps({{"val_loss": train(cfg, {run!r})["val_loss"]}}))
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--gigabytes", type=float, default=0.2)
+    parser.add_argument("--tokenizer", choices=["bpe", "char"], default="bpe")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dir", help="working folder (default: a temporary one, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
@@ -139,7 +155,7 @@ def main():
 
 
 def run(args, work: Path):
-    from glassformer.tokenizers import HFTokenizer
+    from glassformer.tokenizers import CharTokenizer, HFTokenizer
 
     (work / "corpus").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -147,16 +163,22 @@ def run(args, work: Path):
     mb = sum(Path(f).stat().st_size for f in files) / 1e6
     print(f"corpus: {len(files)} JSONL files, {mb:,.0f} MB, generated in "
           f"{time.perf_counter() - started:.0f} s; {args.workers} workers, {os.cpu_count()} CPUs")
-    with open(files[0], encoding="utf-8") as f:
-        sample = "".join(json.loads(line)["text"] for line in f.readlines()[:400])[:4 << 20]
-    tokenizer = HFTokenizer.train_bpe(sample, 4096)
+    if args.tokenizer == "bpe":
+        with open(files[0], encoding="utf-8") as f:
+            sample = "".join(json.loads(line)["text"] for line in f.readlines()[:400])[:4 << 20]
+        tokenizer = HFTokenizer.train_bpe(sample, 4096)
+        (work / "hf-tokenizer.json").write_text(tokenizer.hf_json(), encoding="utf-8")
+    else:
+        tokenizer = CharTokenizer.from_text("".join(SCRIPTS) + " .\n")  # what generate() writes
     tokenizer.save(work / "tokenizer.json")
-    (work / "hf-tokenizer.json").write_text(tokenizer.hf_json(), encoding="utf-8")
+    print(f"tokenizer: {args.tokenizer}, {tokenizer.vocab_size:,} tokens")
 
     ours = measured(OURS.format(files=files, tok=str(work / "tokenizer.json"),
                                 out=str(work / "ours"), workers=args.workers))
-    hf = measured(HF.format(files=files, hf_tok=str(work / "hf-tokenizer.json"),
-                            cache=str(work / "hf-cache"), workers=args.workers))
+    encode = HF_ENCODE[args.tokenizer].format(hf_tok=str(work / "hf-tokenizer.json"),
+                                              tok=str(work / "tokenizer.json"))
+    hf = measured(HF.format(encode=encode, files=files, cache=str(work / "hf-cache"),
+                            workers=args.workers))
     if ours["tokens"] != hf["tokens"]:
         raise SystemExit(f"the contenders disagree: {ours['tokens']:,} vs {hf['tokens']:,} tokens")
     shutil.rmtree(work / "hf-cache")

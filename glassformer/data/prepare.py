@@ -1,8 +1,6 @@
 """A corpus bigger than memory, tokenized once into token shards: `glassformer data prepare`.
 
-  sources   text files, folders of them (every file below, hidden ones aside, in sorted order),
-            `.jsonl` files (a JSON object per line, one document each, its text in `field`), and
-            any of these gzip'd (`NAME.gz`). A text file is one document.
+  sources   text files, folders of them, `.jsonl` files and gzip'd ones (data/sources.py)
   groups    the files, in order, cut into groups of about `group_bytes` (a larger file is a group
             alone); a group is one task for a worker process, which holds one batch of documents
             (about BATCH_CHARS) and their ids at a time
@@ -18,18 +16,18 @@ Resumable: a rerun with the same sources and settings keeps the groups that have
 redoes the others. A group's shards depend only on its files and the settings, so the dataset
 is the one an uninterrupted run writes, byte for byte.
 
-The tokenizer must exist already (a run's directory, a tokenizer.json, or a Hugging Face
-directory): fitting one to a corpus bigger than memory is a choice of sample left to the user
-(`glassformer tokenizer train --text SAMPLE`), or the run the dataset is for.
+The tokenizer is a run's, a tokenizer.json, a Hugging Face directory's, or one fitted to the
+corpus first (`char`: every character in it; `bpe`: trained on a sample; data/fit.py), saved in
+the dataset and reused by a rerun. One prepare at a time writes to a folder (a lock held until
+it ends: a second one is refused, and a killed one holds nothing).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
+import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
 from pathlib import Path
 
@@ -38,47 +36,24 @@ import numpy as np
 from glassformer.atomic import atomic_path, recover, write_text_atomic
 from glassformer.data.shards import (FORMAT, MANIFEST, SPLITS, TOKENIZER, read_manifest,
                                      token_dtype, tokenizer_hash)
+from glassformer.data.fit import FITS, fit, fit_settings
+from glassformer.data.sources import documents, in_parallel, list_files
 from glassformer.errors import GlassformerError
 from glassformer.tokenizers import CharTokenizer, HFTokenizer, load_tokenizer
 
 GROUPS = "groups"  # the plan and one record per finished group
 PLAN = "plan.json"
+LOCK = ".prepare.lock"  # held by the prepare writing the folder
 BATCH_CHARS = 1 << 20  # characters of documents encoded together
 
 
 def open_tokenizer(spec: str):
     """The tokenizer `--tokenizer` names: a run or Hugging Face directory (its tokenizer.json)
     or a tokenizer file."""
-    if spec in ("char", "bpe"):
-        raise GlassformerError(
-            f"--tokenizer {spec} would fit a new tokenizer to the corpus, which prepare does not "
-            "do: pass an existing one, e.g. make a BPE on a sample with `glassformer tokenizer "
-            "train --vocab-size 4096 --text SAMPLE.txt --out tokenizer.json`, or name a run's "
-            "directory or a Hugging Face model directory")
     path = Path(spec)
     if path.is_dir():
         path = path / TOKENIZER
     return load_tokenizer(path)
-
-
-def list_files(sources) -> list[tuple[Path, str]]:
-    """(path, name) of every file the sources name, in order: a file as given, a folder's files
-    (not hidden) sorted by their path below it. The name is the path from the source's parent,
-    which keys the documents' split."""
-    files = []
-    for source in map(Path, sources):
-        if source.is_file():
-            files.append((source, source.name))
-        elif source.is_dir():
-            below = sorted(p for p in source.rglob("*") if p.is_file() and not any(
-                part.startswith(".") for part in p.relative_to(source).parts))
-            files += [(p, p.relative_to(source.parent).as_posix()) for p in below]
-        else:
-            raise GlassformerError(f"source {source} does not exist; pass text files, "
-                                   ".jsonl files (gzip'd or not) or folders of them")
-    if not files:
-        raise GlassformerError(f"the sources {', '.join(map(str, sources))} hold no files")
-    return files
 
 
 def groups_of(sizes: list[int], group_bytes: int) -> list[list[int]]:
@@ -99,42 +74,6 @@ def is_val(key: str, val_fraction: float) -> bool:
     fraction of 2**64, fall below `val_fraction`."""
     h = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
     return h < val_fraction * 2**64
-
-
-def documents(path: Path, name: str, field: str):
-    """(key, text) of each document in the file: the whole text of a text file, or the `field`
-    of each line of a `.jsonl` file (key NAME:LINE), gzip'd when the name ends in `.gz`."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    jsonl = path.name.removesuffix(".gz").endswith(".jsonl")
-    try:
-        with opener(path, "rb") as f:
-            if not jsonl:
-                yield name, decoded(f.read(), name)
-                return
-            for line_number, line in enumerate(f, 1):
-                if line.strip():
-                    yield f"{name}:{line_number}", jsonl_text(line, field, f"{name}:{line_number}")
-    except (OSError, EOFError) as err:  # gzip's BadGzipFile is an OSError
-        raise GlassformerError(f"cannot read {path} ({err})") from None
-
-
-def decoded(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise GlassformerError(f"{where} is not valid UTF-8 (byte {err.start}); convert it "
-                               "to UTF-8 first, e.g. with iconv") from None
-
-
-def jsonl_text(line: bytes, field: str, where: str) -> str:
-    try:
-        record = json.loads(decoded(line, where))
-    except json.JSONDecodeError as err:
-        raise GlassformerError(f"{where} is not a JSON object ({err})") from None
-    if not isinstance(record, dict) or not isinstance(record.get(field), str):
-        raise GlassformerError(f"{where} has no text field {field!r}; name the field that "
-                               "holds the text with --field")
-    return record[field]
 
 
 class Encoder:
@@ -250,11 +189,14 @@ def prepare_group(task: dict) -> dict:
 
 def prepare(sources, tokenizer: str, out, val_fraction: float = 0.01, field: str = "text",
             workers: int | None = None, separator: str = "\n\n", shard_tokens: int = 1 << 26,
-            group_bytes: int = 16 << 20, progress: bool = True) -> dict:
+            group_bytes: int = 16 << 20, progress: bool = True, vocab_size: int = 4096,
+            bpe_sample: int = 32_000_000) -> dict:
     """Tokenize the files `sources` name into a prepared dataset in folder `out` (see the
     module's docstring) with `workers` processes (default: one per core), showing a progress
-    bar (bytes/s, ETA) on stderr; return its manifest. A rerun on an unfinished `out` with the
-    same arguments continues it; on a finished one it returns the manifest."""
+    bar (bytes/s, ETA) on stderr; return its manifest. `tokenizer` "char" or "bpe" fits one
+    first (a BPE of `vocab_size` tokens on about `bpe_sample` characters). A rerun on an
+    unfinished `out` with the same arguments continues it; on a finished one it returns the
+    manifest."""
     if not 0 <= val_fraction < 1:
         raise GlassformerError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if shard_tokens < 1 or group_bytes < 1:
@@ -263,30 +205,49 @@ def prepare(sources, tokenizer: str, out, val_fraction: float = 0.01, field: str
     if workers < 1:
         raise GlassformerError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
-    tok = open_tokenizer(tokenizer)
+    fitting = fit_settings(tokenizer, vocab_size, bpe_sample) if tokenizer in FITS else None
     files = list_files(sources)
     sizes = [p.stat().st_size for p, _ in files]
-    plan = {"format": FORMAT, "tokenizer_sha256": tokenizer_hash(tok),
-            "dtype": token_dtype(tok.vocab_size).name, "vocab_size": tok.vocab_size,
-            "val_fraction": val_fraction, "field": field, "separator": separator,
-            "shard_tokens": shard_tokens, "group_bytes": group_bytes,
-            "sources": [{"file": str(p), "name": name, "bytes": size}
-                        for (p, name), size in zip(files, sizes)]}
-    start(out, plan, tok)
-    if (out / MANIFEST).is_file():
-        return read_manifest(out)
-
     groups = groups_of(sizes, group_bytes)
-    done = {int(p.stem) for p in (out / GROUPS).glob("[0-9]*.json")}
-    tasks = [{"out": str(out), "group": g, "files": [(str(files[i][0]), files[i][1]) for i in ids],
-              "bytes": sum(sizes[i] for i in ids), "field": field, "separator": separator,
-              "val_fraction": val_fraction, "shard_tokens": shard_tokens}
-             for g, ids in enumerate(groups) if g not in done]
-    run_tasks(tasks, workers, sum(sizes), sum(t["bytes"] for t in tasks), progress)
+    with locked(out):
+        begun = read_plan(out)
+        if fitting is None:
+            tok = open_tokenizer(tokenizer)
+        elif begun is None:
+            tok = fit(fitting, files, sizes, field, groups, workers, progress)
+        elif begun.get("fit") == fitting:
+            tok = load_tokenizer(out / TOKENIZER)  # fitted by the run this one continues
+        else:
+            raise other_dataset(out)
+        plan = {"format": FORMAT, "tokenizer_sha256": tokenizer_hash(tok), "fit": fitting,
+                "dtype": token_dtype(tok.vocab_size).name, "vocab_size": tok.vocab_size,
+                "val_fraction": val_fraction, "field": field, "separator": separator,
+                "shard_tokens": shard_tokens, "group_bytes": group_bytes,
+                "sources": [{"file": str(p), "name": name, "bytes": size}
+                            for (p, name), size in zip(files, sizes)]}
+        start(out, plan, tok, begun)
+        if (out / MANIFEST).is_file():
+            return read_manifest(out)
+        return tokenized(out, plan, groups, workers, progress)
 
+
+def tokenized(out: Path, plan: dict, groups: list[list[int]], workers: int,
+              progress: bool) -> dict:
+    """Run the groups of `plan` that have no record yet, then write the manifest; return it."""
+    sources = plan["sources"]
+    done = {int(p.stem) for p in (out / GROUPS).glob("[0-9]*.json")}
+    tasks = [{"out": str(out), "group": g,
+              "files": [(sources[i]["file"], sources[i]["name"]) for i in ids],
+              "bytes": sum(sources[i]["bytes"] for i in ids), "field": plan["field"],
+              "separator": plan["separator"], "val_fraction": plan["val_fraction"],
+              "shard_tokens": plan["shard_tokens"]}
+             for g, ids in enumerate(groups) if g not in done]
+    total = sum(s["bytes"] for s in sources)
+    in_parallel(prepare_group, tasks, workers, total, sum(t["bytes"] for t in tasks), progress,
+                "prepare")
     records = [json.loads((out / GROUPS / f"{g:05d}.json").read_text(encoding="utf-8"))
                for g in range(len(groups))]
-    manifest = plan | {"bytes": sum(sizes), "splits": {
+    manifest = plan | {"bytes": total, "splits": {
         split: {"documents": sum(r[split]["documents"] for r in records),
                 "tokens": sum(r[split]["tokens"] for r in records),
                 "shards": [s for r in records for s in r[split]["shards"]]}
@@ -295,36 +256,41 @@ def prepare(sources, tokenizer: str, out, val_fraction: float = 0.01, field: str
     return manifest
 
 
-def start(out: Path, plan: dict, tokenizer) -> None:
-    """Begin `out`, or check that it was begun with the same plan; remove the temporary files
-    of shards a kill interrupted."""
-    plan_path = out / GROUPS / PLAN
-    if plan_path.is_file():
-        if json.loads(plan_path.read_text(encoding="utf-8")) != plan:
-            raise GlassformerError(f"{out} holds a dataset prepared from other sources or "
-                                   "settings; choose another --out, or delete it to start over")
+@contextlib.contextmanager
+def locked(out: Path):
+    """Hold the folder's lock (an flock, which the system drops when the holder dies), or
+    refuse: another prepare is writing there."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GlassformerError(f"another `glassformer data prepare` is writing {out}; wait "
+                                   "for it to end, or choose another --out") from None
+        yield
+
+
+def read_plan(out: Path) -> dict | None:
+    path = out / GROUPS / PLAN
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def other_dataset(out: Path) -> GlassformerError:
+    return GlassformerError(f"{out} holds a dataset prepared from other sources or settings; "
+                           "choose another --out, or delete it to start over")
+
+
+def start(out: Path, plan: dict, tokenizer, begun: dict | None) -> None:
+    """Begin `out`, or check that it was begun (plan `begun`) with the same plan; remove the
+    temporary files of shards a kill interrupted."""
+    if begun is not None:
+        if begun != plan:
+            raise other_dataset(out)
         recover(out)
         recover(out / GROUPS)
         return
-    if out.exists() and any(p.name != TOKENIZER for p in out.iterdir()):
+    if any(p.name not in (TOKENIZER, LOCK) for p in out.iterdir()):
         raise GlassformerError(f"{out} is not empty and not a dataset being prepared; choose "
                                "another --out")
     tokenizer.save(out / TOKENIZER)
-    write_text_atomic(plan_path, json.dumps(plan, ensure_ascii=False))
-
-
-def run_tasks(tasks: list[dict], workers: int, total: int, todo: int, progress: bool) -> None:
-    """prepare_group each task, in `workers` processes (spawned: no state shared with this
-    one) unless one, with a bar of the input bytes done."""
-    from tqdm import tqdm
-
-    with tqdm(total=total, initial=total - todo, unit="B", unit_scale=True, unit_divisor=1024,
-              desc="prepare", disable=not progress, smoothing=0.1) as bar:
-        if workers == 1 or len(tasks) <= 1:
-            for task in tasks:
-                bar.update(prepare_group(task)["bytes"])
-            return
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(tasks))) as pool:
-            for record in pool.imap_unordered(prepare_group, tasks):
-                bar.update(record["bytes"])
+    write_text_atomic(out / GROUPS / PLAN, json.dumps(plan, ensure_ascii=False))

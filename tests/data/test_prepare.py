@@ -144,9 +144,6 @@ def test_a_rerun_with_other_settings_is_refused(corpus, tmp_path):
 def test_the_command_prepares_and_names_what_is_wrong(corpus, tmp_path, capsys):
     folder, docs = corpus
     tok = tokenizer_file(tmp_path, CharTokenizer.from_text("".join(t for _, t in docs)))
-    assert main(["data", "prepare", str(folder), "--tokenizer", "char",
-                 "--out", str(tmp_path / "x")]) == 2
-    assert "glassformer tokenizer train" in one_error_line(capsys)
     assert main(["data", "prepare", str(folder), "--tokenizer", str(tok),
                  "--out", str(tmp_path / "x")]) == 2  # the JSONL text is in "body"
     assert "a.jsonl:1 has no text field 'text'; name the field" in one_error_line(capsys)
@@ -159,3 +156,55 @@ def test_the_command_prepares_and_names_what_is_wrong(corpus, tmp_path, capsys):
                  "--out", str(tmp_path / "z"), "--workers", "1"]) == 0
     assert "train" in capsys.readouterr().out
     assert PreparedData(tmp_path / "z").manifest["splits"]["val"]["documents"] > 0
+
+
+def test_a_char_tokenizer_is_fitted_to_every_character_of_the_corpus(corpus, tmp_path):
+    folder, docs = corpus
+    manifest = prepare([folder], "char", tmp_path / "ds", val_fraction=0.3, field="body",
+                       workers=2, group_bytes=2000, progress=False)
+    fitted = CharTokenizer.from_text("".join(t for _, t in docs))
+    data = PreparedData(tmp_path / "ds")
+    assert data.tokenizer.to_json() == fitted.to_json()
+    assert manifest["fit"] == {"kind": "char"}
+    for name, ids in expected_split(docs, fitted, 0.3, "\n\n").items():
+        split = getattr(data, name)
+        np.testing.assert_array_equal(split[0:len(split)], ids)
+
+
+def test_a_bpe_is_fitted_to_an_equal_share_of_each_file_and_reused_by_a_rerun(corpus, tmp_path):
+    folder, docs = corpus
+    settings = dict(field="body", workers=1, group_bytes=1, progress=False, vocab_size=300,
+                    bpe_sample=1200)
+    manifest = prepare([folder], "bpe", tmp_path / "ds", **settings)
+    by_file = {}  # the documents of each file, in order
+    for key, text in docs:
+        by_file.setdefault(key.split(":")[0], []).append(text)
+    share, sample = 1200 // len(by_file), []
+    for texts in by_file.values():
+        left = share
+        for text in texts:
+            sample.append(text[:left])
+            left -= len(text)
+            if left <= 0:
+                break
+    fitted = HFTokenizer.train_bpe("\n\n".join(sample), 300)
+    assert PreparedData(tmp_path / "ds").tokenizer.to_json() == fitted.to_json()
+
+    # Interrupted after a few groups: the rerun continues with the saved tokenizer.
+    (tmp_path / "ds" / "manifest.json").unlink()
+    for record in sorted((tmp_path / "ds" / "groups").glob("0*.json"))[3:]:
+        record.unlink()
+    assert prepare([folder], "bpe", tmp_path / "ds", **settings) == manifest
+    with pytest.raises(GlassformerError, match="other sources or settings"):
+        prepare([folder], "bpe", tmp_path / "ds", **settings | {"vocab_size": 400})
+
+
+def test_a_second_prepare_on_the_same_folder_is_refused(corpus, tmp_path):
+    from glassformer.data.prepare import locked
+
+    folder, _ = corpus
+    with locked(tmp_path / "ds"):
+        with pytest.raises(GlassformerError, match="another `glassformer data prepare` is "
+                                                   "writing"):
+            prepare([folder], "char", tmp_path / "ds", field="body", progress=False)
+    prepare([folder], "char", tmp_path / "ds", field="body", progress=False)  # released
