@@ -2,13 +2,15 @@
 AdamW step) of glassformer's GPT and Hugging Face's GPT2LMHeadModel, same config and weights.
 
     python -m bench.train_step [--sizes small medium] [--steps 15] [--warmup 3]
+                               [--device cuda] [--bf16] [--compile]
 
 The contenders take turns, one step each (round robin, in one process), so a slow moment of the
 machine hits them all; each one's median step counts. Hugging Face runs with its default
 activation (gelu_new, a Python tanh formula) and with its fast setting (gelu_pytorch_tanh, the
 same function in one kernel). All use the same AdamW construction and the same loss (logits ->
 cross-entropy): the difference is the model. MFU is model FLOPs (6N + 12 L H Q T per token,
-glassformer/train/flops.py) x tokens/s over the fp32 matmul peak measured in the same run.
+glassformer/train/flops.py) x tokens/s over the matmul peak measured in the same run (fp32, or
+bf16 with --bf16, which autocasts every contender's forward; --compile compiles each forward).
 """
 
 import argparse
@@ -24,25 +26,32 @@ from glassformer.train.flops import flops_per_token, matmul_peak
 from glassformer.train.optim import make_optimizer
 
 
-def contenders(size: str, names=("glassformer", *HF_ACTIVATIONS)) -> dict:
-    """name -> (forward returning logits, model, optimizer), the same weights in all."""
+def contenders(size: str, names=("glassformer", *HF_ACTIVATIONS), device: str = "cpu",
+               compile: bool = False) -> dict:
+    """name -> (forward returning logits, model, optimizer), the same weights in all, on
+    `device`, each forward torch.compile'd if `compile`."""
     cfg = gpt2_config(size)
     found = {}
     for name in names:
         ours, hf = ours_and_hf(cfg, HF_ACTIVATIONS.get(name, "gelu_pytorch_tanh"))
-        found[name] = ((lambda ids, m=ours: m(ids)[0], ours) if name == "glassformer" else
-                       (lambda ids, m=hf: m(input_ids=ids).logits, hf))
+        model = (ours if name == "glassformer" else hf).to(device)
+        forward = ((lambda ids, m=model: m(ids)[0]) if name == "glassformer" else
+                   (lambda ids, m=model: m(input_ids=ids).logits))
+        found[name] = (torch.compile(forward) if compile else forward, model)
     return {name: (forward, model.train(), make_optimizer(model, TrainConfig()))
             for name, (forward, model) in found.items()}
 
 
-def step(forward, optimizer, ids):
+def step(forward, optimizer, ids, bf16: bool = False) -> float:
+    """One optimizer step; its loss (reading it waits for the device to finish)."""
     optimizer.zero_grad(set_to_none=True)
-    logits = forward(ids[:, :-1])  # (B, T, V)
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1))
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = forward(ids[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                               ids[:, 1:].reshape(-1))
     loss.backward()
     optimizer.step()
-    return loss
+    return loss.item()
 
 
 def batch(size: str, seed: int = 0):
@@ -61,17 +70,18 @@ def run_alone(size: str, name: str, steps: int) -> dict:
     return {"rss": rss}
 
 
-def measure(size: str, steps: int, warmup: int) -> dict[str, list[float]]:
+def measure(size: str, steps: int, warmup: int, device: str = "cpu", bf16: bool = False,
+            compile: bool = False) -> dict[str, list[float]]:
     """name -> step seconds, the contenders taking turns."""
-    found = contenders(size)
-    ids = batch(size)
-    first = {name: step(f, o, ids).item() for name, (f, _, o) in found.items()}
+    found = contenders(size, device=device, compile=compile)
+    ids = batch(size).to(device)
+    first = {name: step(f, o, ids, bf16) for name, (f, _, o) in found.items()}
     spread = max(first.values()) - min(first.values())
     print(f"{size}: first-step losses agree to {spread:.1e} (same weights, same batch)")
     times = {name: [] for name in found}
     for i in range(warmup + steps):
         for name, (forward, _, optimizer) in found.items():
-            t = timed(lambda: step(forward, optimizer, ids))
+            t = timed(lambda: step(forward, optimizer, ids, bf16))
             if i >= warmup:
                 times[name].append(t)
     return times
@@ -83,19 +93,26 @@ def main():
     parser.add_argument("--steps", type=int, default=15, help="timed steps per contender (>= 10)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: no peak-RSS runs (the memory is the GPU's)")
+    parser.add_argument("--bf16", action="store_true", help="autocast the forward to bfloat16")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each forward")
     args = parser.parse_args()
+    args.no_memory |= args.device == "cuda"
 
     torch.manual_seed(0)
-    peak = matmul_peak("cpu")
-    print(f"{torch.get_num_threads()} threads; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s "
-          "(2048 x 2048, fastest of 5)")
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    peak = matmul_peak(args.device, dtype)
+    print(f"{args.device}, {torch.get_num_threads()} threads; {str(dtype)[6:]} matmul peak "
+          f"{peak / 1e9:,.0f} GFLOP/s (2048 x 2048, fastest of 5)"
+          + (", forwards compiled" if args.compile else ""))
     rows = []
     for size in args.sizes:
         s = SIZES[size]
         tokens = s["batch"] * s["block_size"]
         cfg = gpt2_config(size)
         flops = flops_per_token(build(cfg), s["block_size"])
-        times = measure(size, args.steps, args.warmup)
+        times = measure(size, args.steps, args.warmup, args.device, args.bf16, args.compile)
         rate = {name: tokens / (median_ms(t) / 1000) for name, t in times.items()}
         for name, t in times.items():
             rss = (None if args.no_memory

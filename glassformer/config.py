@@ -501,6 +501,17 @@ PRESETS: dict[str, dict[str, dict]] = {
                   "max_steps": 500, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 30,
                   "eval_every": 250, "eval_batches": 10, "save_every": 250},
     },
+    # nanoGPT's shakespeare_char recipe as it runs on a GPU (6 layers of 384, block 256, batch
+    # 64, dropout 0.2, no biases, lr 1e-3 to 1e-4 over 5,000 steps; it reports val 1.4697 on
+    # tinyshakespeare): `--text tinyshakespeare.txt --train.device=cuda --train.compile=true`
+    # (bench/device_check.sh). Hours on a CPU.
+    "shakespeare-gpu": {
+        "model": {"block_size": 256, "n_layer": 6, "n_head": 6, "n_embd": 384, "dropout": 0.2,
+                  "bias": False},
+        "train": {"batch_size": 64, "max_steps": 5000, "lr": 1e-3, "min_lr": 1e-4,
+                  "warmup_steps": 100, "eval_every": 250, "eval_batches": 200,
+                  "save_every": 1000},
+    },
     # BERT-style encoder: masked-LM pretraining on the complete works, then genre classification
     # of passages (254 characters) with whole works held out; `--train.init_from RUN` starts
     # the classifier from the pretrained encoder. RoPE, not BERT's learned positions: a
