@@ -15,7 +15,7 @@ loss there (the in-context loss) while the first half stays high (near ln K for 
 
 The random tokens are drawn from those the training text uses often (common_tokens): a
 character corpus holds ids seen a handful of times ('/' twice in Shakespeare), whose untrained
-embeddings no head can match or copy, and which hid the induction heads of a trained model.
+embeddings no head can be expected to match or copy.
 """
 
 import numpy as np
