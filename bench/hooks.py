@@ -1,18 +1,23 @@
 """The cost of hook points: the training step of a small GPT with its hook points present but
 unused, and with hooks registered, against the same step in the code from before hook points
-existed, in one run.
+existed, in one run, as a ratio with its noise.
 
     python -m bench.hooks [--size small] [--steps 30] [--warmup 3] [--before REV]
 
 "before" is glassformer's package at git revision REV (default: the parent of the commit that
 added glassformer/model/hooks.py), copied into a temporary folder as the package
 `glassformer_before`, so both models live in one process. All contenders hold the same weights
-and take turns, one step each (round robin), so a slow moment of the machine hits them all;
-each one's median step counts. On a loaded machine the steps' noise can exceed what hook points
-cost, so the script also times an unhooked hook point's call alone (a million calls) and prints
-the bound it gives: points x that time, against the step. The contenders:
+and take turns, one step each (round robin, the order rotated every round), so a slow moment
+of the machine hits them all. Each round gives each contender a paired ratio, its step over
+"before"'s step in that round; the table prints the median of those ratios, their middle half
+(25th to 75th percentile) and a 95% bootstrap interval of the median (rounds resampled). The
+control "before again" is the same code and weights as "before": its ratio is what the noise
+alone gives. On a loaded machine the steps' noise can exceed what hook points cost, so the
+script also times an unhooked hook point's call alone (a million calls) and prints the bound it
+gives: points x that time, against the step. The contenders:
 
   before          the model without hook points
+  before again    the same, a second time: the noise
   present         hook points, nothing hooked: the cost of having them
   hooked resid    a no-op hook on each block's residual-stream points (5 per block)
   hooked all      a no-op hook on every point: attention then takes the math kernel (hooked
@@ -22,6 +27,8 @@ the bound it gives: points x that time, against the step. The contenders:
 
 import argparse
 import importlib
+import random
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -78,7 +85,7 @@ def main(argv=None) -> None:
         old = import_before(rev, Path(folder))
         torch.manual_seed(0)
         present = build(cfg)
-        models = {"before": old.build(cfg), "present": present,
+        models = {"before": old.build(cfg), "before again": old.build(cfg), "present": present,
                   "hooked resid": build(cfg), "hooked all": build(cfg)}
         for model in models.values():
             model.load_state_dict(present.state_dict())
@@ -95,8 +102,10 @@ def main(argv=None) -> None:
         ids = torch.randint(cfg.vocab_size, (s["batch"], s["block_size"] + 1),
                             generator=torch.Generator().manual_seed(0))  # (B, T + 1)
         times = {name: [] for name in models}
+        names = list(models)
         for i in range(args.warmup + args.steps):
-            for name, model in models.items():
+            for name in names[i % len(names):] + names[:i % len(names)]:  # rotated each round
+                model = models[name]
                 t = timed(lambda: step(lambda x, m=model: m(x)[0], optimizers[name], ids))
                 if i >= args.warmup:
                     times[name].append(t)
@@ -104,15 +113,38 @@ def main(argv=None) -> None:
             context.__exit__(None, None, None)
     point, x = HookPoint(), torch.zeros(1)
     call_ns = min(timed(lambda: [point(x) for _ in range(10 ** 6)]) for _ in range(3)) * 1000
+    rows, intervals = [], {}
+    for name, t in times.items():
+        ratios = [a / b for a, b in zip(t, times["before"])]  # paired, round by round
+        median, (q1, q3), (low, high) = spread(ratios)
+        intervals[name] = median, low, high
+        rows.append([name, f"{len(hooks.get(name, []))}", f"{median_ms(t):.1f}", f"{median:.3f}",
+                     f"{q1:.3f}-{q3:.3f}", f"{low:.3f}-{high:.3f}"])
+    print(f"training step, GPT {args.size} ({s}), {args.steps} rounds, each contender one step "
+          f"per round in rotated order; before = {rev}; {len(hook_points(present))} hook points")
+    print(table(["model", "hooks", "median ms", "ratio to before", "middle half",
+                 "95% interval"], rows))
+    median, low, high = intervals["present"]
+    verdict = "within noise" if low <= 1 <= high else "outside the noise"
+    print(f"hook points present, nothing hooked: {median:.3f} x the step before them (95% "
+          f"interval {low:.3f}-{high:.3f}; the control, the same code twice: "
+          f"{intervals['before again'][1]:.3f}-{intervals['before again'][2]:.3f}): {verdict}")
     base = median_ms(times["before"])
-    rows = [[name, f"{len(hooks.get(name, []))}", f"{median_ms(t):.1f}",
-             f"{median_ms(t) / base:.3f}"] for name, t in times.items()]
-    print(f"training step, GPT {args.size} ({s}), {args.steps} steps each, round robin; "
-          f"before = {rev}; {len(hook_points(present))} hook points")
-    print(table(["model", "hooks", "median ms", "ratio to before"], rows))
     n = len(hook_points(present))
     print(f"an unhooked hook point's call: {call_ns:.0f} ns; {n} per forward = "
           f"{n * call_ns / 1000:.1f} us, {n * call_ns / 1e4 / base:.4f}% of the 'before' step")
+
+
+def spread(ratios: list[float], resamples: int = 2000, seed: int = 0
+           ) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """The median of `ratios`, their 25th and 75th percentiles, and the 2.5th and 97.5th
+    percentiles of the median over `resamples` bootstrap resamples."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios)))
+                     for _ in range(resamples))
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return (statistics.median(ratios), (q1, q3),
+            (medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]))
 
 
 if __name__ == "__main__":

@@ -342,21 +342,28 @@ def cmd_patch(args) -> int:
 
 
 def cmd_detect(args) -> int:
+    import math
+
     import torch
 
     from glassformer.inspect.plots import heatmap
-    from glassformer.train.detectors import DETECTORS, detect, induction_loss, repeated_tokens
+    from glassformer.train.detectors import (DETECTORS, common_tokens, detect, induction_loss,
+                                             repeated_tokens)
+    from glassformer.train.evaluate import validation_tokens
 
     source, out = _source(args)
     m = source.cfg.model
     n = args.repeat or m.block_size // 2
-    repeated = repeated_tokens(m.vocab_size, n, 8)  # (8, 2n)
+    # a trained language model's random tokens: those its validation text uses often
+    trained_lm = source.trained and source.cfg.train.task == "lm"
+    pool = common_tokens(validation_tokens(source)) if trained_lm else torch.arange(m.vocab_size)
+    repeated = repeated_tokens(pool, n, 8)  # (8, 2n)
     first, second = induction_loss(source.model, repeated)
     runs = [("repeated random tokens", repeated)]
     if args.text:
         runs.append((repr(args.text), torch.tensor([source.tokens(args.text)[0]])))
-    lines = [f"{source.name}: loss on {n} random tokens {first:.3f}, on their repeat "
-             f"{second:.3f} (ln V = {torch.tensor(float(m.vocab_size)).log():.3f})"]
+    lines = [f"{source.name}: loss on {n} random tokens (of {len(pool)}) {first:.3f}, on their "
+             f"repeat {second:.3f} (ln {len(pool)} = {math.log(len(pool)):.3f})"]
     for label, ids in runs:
         scores = detect(source.model, ids)  # {detector: (L, H)}
         lines.append(f"head scores on {label} (layer x head):")

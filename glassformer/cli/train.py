@@ -4,7 +4,7 @@
                     [--model.F=V ...] [--train.F=V ...]
   glassformer eval RUN [--text PATH]
   glassformer info RUN [--json]
-  glassformer plot RUN [RUN ...] [--out FILE.png]
+  glassformer plot [--heads] RUN [RUN ...] [--out FILE.png]
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def add_commands(sub) -> None:
     p = sub.add_parser("plot", help="draw runs' train and val loss against step and wall-clock "
                                     "time (one run: RUN/loss.png, which training also writes)")
     p.add_argument("run_dirs", metavar="RUN", nargs="+", help=RUN_HELP)
-    p.add_argument("--out", help="PNG file (default: RUN/loss.png; required for several runs)")
+    p.add_argument("--out", help="PNG file (default: RUN/loss.png, or RUN/heads.png with "
+                   "--heads; required for several runs)")
+    p.add_argument("--heads", action="store_true", help="draw the head tracking of runs trained "
+                   "with --train.track_heads (induction score, in-context loss) instead")
     p.set_defaults(run=cmd_plot)
 
 
@@ -103,12 +106,9 @@ def cmd_train(args) -> int:
         return 130
     draw_losses(out)
     if cfg.train.track_heads:
-        from glassformer.inspect.plots import heads_curves
-        from glassformer.train.checkpoint import read_metrics
+        from glassformer.inspect.curves import plot_heads
 
-        path = heads_curves(read_metrics(out), out / "heads.png",
-                            f"{out.name}: induction heads forming")
-        print(f"wrote {path}")
+        print(f"wrote {plot_heads([out])}")
     return 0
 
 
@@ -192,7 +192,8 @@ def describe(run, run_dir) -> str:
 
 
 def cmd_plot(args) -> int:
-    from glassformer.inspect.curves import plot_runs
+    from glassformer.inspect.curves import plot_heads, plot_runs
 
-    print(f"wrote {plot_runs(args.run_dirs, args.out)}")
+    plot = plot_heads if args.heads else plot_runs
+    print(f"wrote {plot(args.run_dirs, args.out)}")
     return 0

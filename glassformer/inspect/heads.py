@@ -2,12 +2,12 @@
 on a few kinds of key, and the kind it favours.
 
 Self-attention (S = T) kinds, each averaged over the queries where it exists:
-  itself          key t for query t
-  previous token  key t-1
-  next token      key t+1 (bidirectional models)
-  first token     key 0 (queries t >= 2, where it is neither itself nor the previous one)
-  last 4 tokens   keys t-3 .. t together (queries t >= 4): a local head
-  same token      earlier or later keys holding the query's own token id (not itself)
+  itself           key t for query t
+  next token       key t+1 (bidirectional models)
+  first token      key 0 (queries t >= 2, where it is neither itself nor the previous one)
+  last 4 tokens    keys t-3 .. t together (queries t >= 4): a local head
+  previous token, duplicate token, induction: the head detectors of train/detectors.py (a
+                   bidirectional head's duplicates and induction keys may also lie after t)
 Each line also names the key that gets the most weight averaged over all queries (a head that
 parks its attention on one token, such as a newline, shows there), and cross-attention (S != T)
 is described by that key alone.
@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from glassformer.train.detectors import head_scores, kind_masks
+
 SPREAD = 0.3
 MOST = 0.5
 
@@ -31,23 +33,22 @@ def head_kinds(w: torch.Tensor, ids: list[int]) -> dict[str, float]:
     """w (T, S) one head's weights for one sequence of token ids -> {kind: mean weight}."""
     T, S = w.shape
     t = torch.arange(T)
+    causal = torch.triu(w, diagonal=1).abs().sum() == 0
+    x = torch.tensor([ids])  # (1, T)
+    scores = head_scores(w[None, None], x, bool(causal))  # {detector: (1,)}
+    found = {kind: scores[kind].item() for kind, mask in kind_masks(x, bool(causal)).items()
+             if mask.any()}  # the detectors whose kind of key some query has
     kinds = {"itself": w[t, t].mean().item()}
-    if T > 1:
-        kinds["previous token"] = w[t[1:], t[1:] - 1].mean().item()
-        upper = torch.triu(w, diagonal=1)
-        if upper.abs().sum() > 0:  # bidirectional
-            kinds["next token"] = w[t[:-1], t[:-1] + 1].mean().item()
+    if "previous token" in found:
+        kinds["previous token"] = found.pop("previous token")
+    if T > 1 and not causal:
+        kinds["next token"] = w[t[:-1], t[:-1] + 1].mean().item()
     if T > 2:
         kinds["first token"] = w[2:, 0].mean().item()
     if T > 4:
         recent = torch.stack([w[t[4:], t[4:] - back] for back in range(4)])  # (4, T-4)
         kinds["last 4 tokens"] = recent.sum(dim=0).mean().item()
-    same = torch.tensor(ids)[:, None] == torch.tensor(ids)[None, :]  # (T, S)
-    same.fill_diagonal_(False)
-    rows = same.any(dim=1)
-    if rows.any():
-        kinds["same token"] = (w * same).sum(dim=1)[rows].mean().item()
-    return kinds
+    return kinds | found  # duplicate token, induction: where they occur
 
 
 def name_head(kinds: dict[str, float]) -> str:

@@ -161,27 +161,28 @@ def heatmap(values, row_labels: list[str], col_labels: list[str], path, title: s
     return save(fig, path)
 
 
-def heads_curves(records: list[dict], path, title: str = "") -> Path:
-    """The `--train.track_heads` records of metrics.jsonl against step: the best head's
-    induction score (left axis) and the loss on the repeated and the first copy of random
-    tokens (right axis); 7 x 4.5 inches."""
-    rows = [r for r in records if "induction_score" in r]
-    steps = [r["step"] for r in rows]
-    fig = new_figure(7, 4.5)
-    ax = fig.subplots()
-    ax.plot(steps, [r["induction_score"] for r in rows], "o-", color="C0",
-            label="induction score (best head)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("induction score", color="C0")
-    ax.set_ylim(0, 1)
-    loss = ax.twinx()
-    loss.plot(steps, [r["in_context_loss"] for r in rows], "s-", color="C3",
-              label="loss on the repeats (in-context)")
-    loss.plot(steps, [r["random_loss"] for r in rows], "s--", color="C7",
-              label="loss on the first copy")
-    loss.set_ylabel("loss (nats/token)", color="C3")
-    lines = ax.get_lines() + loss.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
-    ax.set_title(title, fontsize=9)
+def heads_curves(runs: dict[str, list[dict]], path, title: str = "") -> Path:
+    """The `--train.track_heads` records of metrics.jsonl against step, for {label: records}
+    of one run or several (one colour each): above, the best head's induction score; below,
+    the loss on the repeat of random tokens (in-context, solid) and on their first copy
+    (dashed), so that the score's jump and the in-context loss's fall line up; 7 x 6 inches."""
+    fig = new_figure(7, 6)
+    score, loss = fig.subplots(2, 1, sharex=True)
+    for colour, (label, records) in enumerate(runs.items()):
+        rows = [r for r in records if "induction_score" in r]
+        steps = [r["step"] for r in rows]
+        score.plot(steps, [r["induction_score"] for r in rows], "o-", ms=3, color=f"C{colour}",
+                   label=label)
+        loss.plot(steps, [r["in_context_loss"] for r in rows], "-", color=f"C{colour}",
+                  label=f"{label}: on the repeat (in-context)")
+        loss.plot(steps, [r["random_loss"] for r in rows], "--", color=f"C{colour}",
+                  label=f"{label}: on the first copy")
+    score.set_ylabel("induction score (best head)")
+    score.set_ylim(0, 1)
+    score.legend(fontsize=7)
+    loss.set_xlabel("step")
+    loss.set_ylabel("loss on random tokens (nats/token)")
+    loss.legend(fontsize=7)
+    score.set_title(title, fontsize=9)
     fig.tight_layout()
     return save(fig, path)

@@ -10,6 +10,7 @@
   POST /v1/chat/text      the text a conversation becomes under that template
   POST /v1/distribution   the next-token candidates after a text, under a sampling setting
   POST /v1/attention      the attention weights of a text, per layer and head
+  POST /v1/lens           the logit lens at one token of a text, per layer (serve/lens.py)
 
 The model works in worker threads, one call at a time (a lock: an attention capture switches
 the model's attention kernel while it runs), so the event loop stays free for other requests. A
@@ -36,7 +37,7 @@ from starlette.staticfiles import StaticFiles
 from glassformer.errors import GlassformerError, article
 from glassformer.generate.sampler import Finish, stream_pieces
 from glassformer.model.quantize import quantize
-from glassformer.serve import protocol, views
+from glassformer.serve import lens, protocol, views
 from glassformer.serve.limits import Limits, Slots
 from glassformer.serve.protocol import ApiError
 from glassformer.tokenizers.chat_template import conversation, end_of_turn, has_chat_template
@@ -70,6 +71,7 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
                 Route("/v1/chat/text", playground.chat_text, methods=["POST"]),
                 Route("/v1/distribution", playground.distribution, methods=["POST"]),
                 Route("/v1/attention", playground.attention, methods=["POST"]),
+                lens.route(playground),
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
         exception_handlers={ApiError: _api_error, GlassformerError: _user_error,
                             HTTPException: _http_error, Exception: _server_error})

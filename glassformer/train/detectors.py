@@ -11,9 +11,14 @@ the keys j < t of one kind, averaged over the queries that have such a key:
 
 1 means the head puts all its weight there. On a sequence of n random tokens repeated twice the
 second half is predictable only by looking back, so a model with induction heads gets a low
-loss there (the in-context loss) while the first half stays near ln V.
+loss there (the in-context loss) while the first half stays high (near ln K for K tokens).
+
+The random tokens are drawn from those the training text uses often (common_tokens): a
+character corpus holds ids seen a handful of times ('/' twice in Shakespeare), whose untrained
+embeddings no head can be expected to match or copy.
 """
 
+import numpy as np
 import torch
 
 from glassformer.model.hooks import run_with_cache
@@ -22,24 +27,27 @@ from glassformer.model.stack import cross_entropy
 DETECTORS = ("previous token", "duplicate token", "induction")
 
 
-def kind_masks(ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """ids (B, T) -> {detector: (B, T, T) bool}, True at (query t, key j) of that kind."""
+def kind_masks(ids: torch.Tensor, causal: bool = True) -> dict[str, torch.Tensor]:
+    """ids (B, T) -> {detector: (B, T, T) bool}, True at (query t, key j) of that kind. A
+    bidirectional head (causal False) may also find duplicates and induction keys at j > t."""
     B, T = ids.shape
-    earlier = torch.ones(T, T, dtype=torch.bool).tril(-1)  # j < t
+    eye = torch.eye(T, dtype=torch.bool)
+    others = torch.ones(T, T, dtype=torch.bool).tril(-1) if causal else ~eye  # j < t, or j != t
     same = ids[:, :, None] == ids[:, None, :]  # (B, T, T): x_t == x_j
     after_same = torch.zeros_like(same)
     after_same[:, :, 1:] = same[:, :, :-1]  # x_t == x_{j-1}
     previous = torch.zeros(T, T, dtype=torch.bool)
     previous[torch.arange(1, T), torch.arange(T - 1)] = True
     return {"previous token": previous.expand(B, T, T),
-            "duplicate token": same & earlier,
-            "induction": after_same & earlier}
+            "duplicate token": same & others,
+            "induction": after_same & others}
 
 
-def head_scores(pattern: torch.Tensor, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+def head_scores(pattern: torch.Tensor, ids: torch.Tensor, causal: bool = True
+                ) -> dict[str, torch.Tensor]:
     """pattern (B, H, T, T) one layer's attention weights on ids (B, T) -> {detector: (H,)}."""
     scores = {}
-    for kind, mask in kind_masks(ids).items():
+    for kind, mask in kind_masks(ids, causal).items():
         on_kind = (pattern * mask[:, None]).sum(dim=-1)  # (B, H, T) weight on keys of the kind
         has = mask.any(dim=-1)[:, None].expand_as(on_kind)  # (B, H, T) queries that have one
         scores[kind] = (on_kind * has).sum(dim=(0, 2)) / has.sum(dim=(0, 2)).clamp_min(1)
@@ -55,10 +63,20 @@ def detect(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     return {kind: torch.stack([s[kind] for s in per_layer]) for kind in DETECTORS}
 
 
-def repeated_tokens(vocab_size: int, n: int, batch: int, seed: int = 0) -> torch.Tensor:
-    """(batch, 2n) ids: n uniformly random tokens, then the same n again."""
+MIN_SHARE = 1e-4  # common_tokens: an id at least once in 10,000 tokens
+
+
+def common_tokens(tokens: np.ndarray, min_share: float = MIN_SHARE) -> torch.Tensor:
+    """The ids (K,) that make up at least `min_share` of `tokens` (N,), a text's ids."""
+    counts = np.bincount(tokens)
+    return torch.from_numpy(np.flatnonzero(counts >= min_share * len(tokens)))
+
+
+def repeated_tokens(pool: torch.Tensor, n: int, batch: int, seed: int = 0) -> torch.Tensor:
+    """(batch, 2n) ids: n tokens drawn uniformly from the ids `pool` (K,), then the same n
+    again."""
     g = torch.Generator().manual_seed(seed)
-    half = torch.randint(vocab_size, (batch, n), generator=g)
+    half = pool[torch.randint(len(pool), (batch, n), generator=g)]  # (batch, n)
     return torch.cat([half, half], dim=1)
 
 
@@ -76,14 +94,14 @@ def induction_loss(model, ids: torch.Tensor) -> tuple[float, float]:
             cross_entropy(logits[:, :-1], second).item())
 
 
-def track(model, n: int, batch: int = 8, seed: int = 0) -> dict[str, float]:
-    """What `--train.track_heads` logs at each evaluation, on `batch` repeated random sequences
-    of 2n tokens: the best head's induction score, and the loss of each half."""
+def track(model, pool: torch.Tensor, n: int, batch: int = 8, seed: int = 0) -> dict[str, float]:
+    """What `--train.track_heads` logs at each evaluation, on `batch` sequences of n tokens
+    drawn from `pool` (K,) and repeated: the best head's induction score, and the loss of each
+    half."""
     was_training = model.training
     model.eval()
     try:
-        ids = repeated_tokens(model.cfg.vocab_size, n, batch, seed).to(
-            next(model.parameters()).device)
+        ids = repeated_tokens(pool, n, batch, seed).to(next(model.parameters()).device)
         first, second = induction_loss(model, ids)
         score = detect(model, ids)["induction"].max().item()
     finally:

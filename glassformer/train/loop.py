@@ -19,7 +19,7 @@ from glassformer.errors import GlassformerError
 from glassformer.tokenizers import load_tokenizer
 from glassformer.train import checkpoint as ckpt
 from glassformer.train import distributed
-from glassformer.train.detectors import track
+from glassformer.train.detectors import common_tokens, track
 from glassformer.train.device import autocast
 from glassformer.train.flops import batch_flops, training_peak
 from glassformer.train.memory_check import check_memory
@@ -82,13 +82,15 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None, bar=None) -> 
         before = max((m.get("elapsed_s", 0) for m in ckpt.read_metrics(run_dir)), default=0) \
             if resume and world.main else 0
         started = time.perf_counter() - before
+        # --train.track_heads draws its random tokens from those the text uses (first 1M tokens)
+        pool = common_tokens(task.train[:1_000_000]) if tc.track_heads else None
 
         def evaluate(step: int) -> dict:
             # Every process evaluates the same fixed batches (an FSDP forward needs them all).
             with autocast(device):
                 metrics = task.evaluate(core, device)
                 if tc.track_heads:
-                    metrics |= track(core, cfg.model.block_size // 2)
+                    metrics |= track(core, pool, cfg.model.block_size // 2)
             metrics |= {"step": step, "elapsed_s": round(time.perf_counter() - started, 1)}
             if world.main:
                 ckpt.append_metrics(run_dir, metrics)

@@ -161,7 +161,7 @@ def pattern_from(keys: list[int]) -> torch.Tensor:
 
 def test_detectors_on_constructed_patterns():
     n = 5
-    ids = repeated_tokens(V, n, 1, seed=3)  # (1, 10)
+    ids = repeated_tokens(torch.arange(V), n, 1, seed=3)  # (1, 10)
     assert torch.equal(ids[:, :n], ids[:, n:])
     T = 2 * n
     previous = pattern_from([0] + list(range(T - 1)))
@@ -196,9 +196,49 @@ def test_a_head_built_by_hand_to_read_the_previous_token_scores_one():
     assert scores["induction"].item() < 0.05
 
 
+def test_a_two_layer_induction_circuit_built_by_hand_is_detected():
+    """Layer 0: a previous-token head writes each token's predecessor into its own subspace.
+    Layer 1: its queries (the current token) match the keys' predecessors, so it attends to the
+    token after an earlier copy of the current one: an induction head, made of weights alone."""
+    n, Vs = 8, 10  # tokens per copy; vocabulary
+    T = 2 * n
+    C = Vs + T + Vs  # subspaces: the token, its position, the previous token
+    tok, pos, prev = slice(0, Vs), slice(Vs, Vs + T), slice(Vs + T, C)
+    cfg = ModelConfig(vocab_size=Vs, block_size=T, n_layer=2, n_head=1, n_embd=C,
+                      norm="rmsnorm", bias=False)
+    model = build(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for norm in (model.norm, *[m for b in model.blocks for m in (b.norm1, b.norm2)]):
+            norm.weight.fill_(1)
+        model.embed.tokens.weight[:, tok] = torch.eye(Vs)
+        model.embed.positions.table.weight[:, pos] = torch.eye(T)
+        q0, k0, v0 = torch.zeros(3, C, C)  # (out, in) each
+        q0[pos, pos] = 5 * torch.eye(T).roll(-1, dims=0)  # query at p looks for position p - 1
+        k0[pos, pos] = 5 * torch.eye(T)
+        v0[prev, tok] = torch.eye(Vs)  # ... and copies its token into the previous-token slot
+        q1, k1 = torch.zeros(2, C, C)
+        q1[prev, tok] = 5 * torch.eye(Vs)  # query: my token; key: your previous token
+        k1[prev, prev] = 5 * torch.eye(Vs)
+        model.blocks[0].attn.qkv.weight.copy_(torch.cat([q0, k0, v0]))
+        model.blocks[1].attn.qkv.weight.copy_(torch.cat([q1, k1, torch.zeros(C, C)]))
+        model.blocks[0].attn.proj.weight.copy_(torch.eye(C))
+    g = torch.Generator().manual_seed(1)
+    half = torch.stack([torch.randperm(Vs, generator=g)[:n] for _ in range(4)])  # (4, n)
+    ids = torch.cat([half, half], dim=1)  # (4, 2n): n distinct tokens, repeated
+    scores = detect(model, ids)  # {detector: (2, 1)}
+    assert scores["previous token"][0].item() > 0.99 and scores["induction"][0].item() < 0.1
+    # The first token of the repeat also matches key 0, which (alone) read itself in layer 0:
+    # half its weight there, all of every other query's on the token after the earlier copy.
+    assert scores["induction"][1].item() == pytest.approx((n - 0.5) / n, abs=1e-3)
+    assert scores["previous token"][1].item() < 0.2  # the first copy's queries match nothing:
+    # they spread their weight evenly, 1/2 of it on the previous token at t = 1, 1/3 at t = 2 ..
+
+
 def test_the_induction_loss_is_the_loss_of_each_half():
     model = make()
-    ids = repeated_tokens(V, 6, 3)
+    ids = repeated_tokens(torch.arange(V), 6, 3)
     first, second = induction_loss(model, ids)
     with torch.no_grad():
         logits = model(ids)[0]  # (3, 12, V)

@@ -61,7 +61,8 @@ def test_patching_prompts_of_two_lengths_is_one_error_line(tiny_run, tmp_path, c
     assert code != 0 and "same length" in one_error_line(capsys)
 
 
-def test_track_heads_logs_at_each_evaluation_and_draws_them(play_text, tmp_path, capsys):
+def test_track_heads_logs_at_each_evaluation_and_draws_them(play_text, tiny_run, tmp_path,
+                                                            capsys):
     text = tmp_path / "play.txt"
     text.write_text(play_text, encoding="utf-8")
     run = tmp_path / "run"
@@ -74,3 +75,9 @@ def test_track_heads_logs_at_each_evaluation_and_draws_them(play_text, tmp_path,
              if "val_loss" in r]
     assert [r["step"] for r in evals] == [0, 10, 20]  # before training, then every 10 steps
     assert all(0 <= r["induction_score"] <= 1 and r["in_context_loss"] > 0 for r in evals)
+    both = tmp_path / "both.png"
+    assert main(["plot", "--heads", str(run), str(tiny_run[0]), "--out", str(both)]) != 0
+    assert "has no head tracking" in one_error_line(capsys)  # tiny_run trained without it
+    assert main(["plot", "--heads", str(run), "--out", str(both)]) == 0
+    assert wrote(capsys)[0] == [str(both)]
+    assert matplotlib.image.imread(both).shape[:2] == (600, 700)  # 7 x 6 inches at 100 dpi

@@ -13,6 +13,7 @@ from glassformer.config import RunConfig, SampleConfig
 from glassformer.errors import GlassformerError
 from glassformer.generate.sampler import generate
 from glassformer.inspect.capture import AttentionCapture
+from glassformer.inspect.lens import logit_lens
 from glassformer.inspect.next_token import RAW, candidates, kept, label, next_logits
 from glassformer.serve.api import create_app
 from glassformer.serve.limits import Limits
@@ -296,7 +297,40 @@ def test_past_the_window_a_query_attends_to_the_last_block_size_tokens(client, r
     assert "block_size" in error_of(client.post("/v1/attention", json={"text": text}), 413, "text")
 
 
+def test_the_lens_is_the_logit_lens_at_the_clicked_token(client, run):
+    ids = run.tokenizer.encode(PROMPT)
+    view = client.post("/v1/lens", json={"text": PROMPT, "position": 4, "top": 3}).json()
+    assert view["tokens"] == list(PROMPT) and view["start"] == 0 and view["position"] == 4
+    assert view["next"] == {"token": PROMPT[5], "id": ids[5]}
+    probs = torch.softmax(logit_lens(run.model, torch.tensor([ids[:5]]))[:, -1], dim=-1)  # (3, V)
+    assert [layer["layer"] for layer in view["layers"]] == ["embed", "layer 0", "layer 1"]
+    for layer, p in zip(view["layers"], probs):
+        best = p.topk(3)
+        assert [t["id"] for t in layer["top"]] == best.indices.tolist()
+        assert [t["token"] for t in layer["top"]] == [run.tokenizer.decode([i])
+                                                      for i in best.indices.tolist()]
+        assert [t["probability"] for t in layer["top"]] == pytest.approx(best.values.tolist())
+        assert layer["next_probability"] == pytest.approx(p[ids[5]].item())
+        assert layer["next_rank"] == int((p > p[ids[5]]).sum())
+    # the model's own next-token distribution is the last layer's
+    assert probs[-1] == pytest.approx(torch.softmax(next_logits(run.model, ids[:5])[0], dim=-1))
+
+
+def test_the_lens_at_the_last_token_has_no_next_and_reads_its_window(client, run):
+    text = (PROMPT + " ") * 4  # 52 tokens; the window is 32
+    ids = run.tokenizer.encode(text)
+    view = client.post("/v1/lens", json={"text": text, "position": len(ids) - 1}).json()
+    assert view["next"] is None and view["start"] == len(ids) - 32
+    probs = torch.softmax(logit_lens(run.model, torch.tensor([ids[-32:]]))[:, -1], dim=-1)
+    for layer, p in zip(view["layers"], probs):
+        assert layer["next_rank"] is None and layer["next_probability"] is None
+        assert [t["probability"] for t in layer["top"]] == pytest.approx(p.topk(5).values.tolist())
+
+
 @pytest.mark.parametrize("path, body, status, param, says", [
+    ("/v1/lens", {"text": PROMPT, "position": len(PROMPT)}, 400, "position", "positions 0 to"),
+    ("/v1/lens", {"text": PROMPT}, 400, "position", "'position' is required"),
+    ("/v1/lens", {"text": PROMPT, "position": 0, "top": 51}, 400, "top", "less than or equal"),
     ("/v1/attention", {"text": PROMPT, "position": len(PROMPT)}, 400, "position", "positions 0 to"),
     ("/v1/attention", {"text": PROMPT, "position": -1}, 400, "position", "greater than or equal"),
     ("/v1/attention", {"text": PROMPT, "query": 1}, 400, "query", "unknown field 'query'"),

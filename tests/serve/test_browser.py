@@ -1,6 +1,6 @@
 """The page in headless Chromium (Debian's, driven by Playwright) against a real server: type a
 prompt, watch the distribution change with a slider, generate, click a token and see its
-attention heatmap. Screenshots go to test-artifacts/ at the repository root."""
+attention heatmap and its logit lens. Screenshots go to test-artifacts/ at the repository root."""
 
 import contextlib
 from pathlib import Path
@@ -91,6 +91,19 @@ def test_the_playground_samples_shows_the_distribution_and_the_attention(page, r
         (l, h, k) for l in range(2) for h in range(2) for k in range(position + 1)]
     fills = {fill for *_, fill in drawn}
     assert len(fills) > 1 and "rgb(255, 255, 255)" not in fills  # shades, none blank
+
+    # beside it, the logit lens at that token: embed, layer 0, layer 1, each with its top 5
+    rows = page.locator("#lens tr[data-layer]")
+    expect(rows).to_have_count(3)
+    lens = page.request.post(page.url + "v1/lens",
+                             data={"text": text, "position": position, "top": 5}).json()
+    shown = rows.evaluate_all("rows => rows.map(r => [r.dataset.layer, [...r.querySelectorAll("
+                              "'td.guess')].map(c => [+c.dataset.id, +c.dataset.probability]), "
+                              "[+r.querySelector('td.next').dataset.rank, "
+                              "+r.querySelector('td.next').dataset.probability]])")
+    assert shown == [[layer["layer"], [[t["id"], t["probability"]] for t in layer["top"]],
+                      [layer["next_rank"], layer["next_probability"]]] for layer in lens["layers"]]
+    expect(page.locator("#lens-caption")).to_contain_text(f"token {position}")
     page.screenshot(path=str(ARTIFACTS / "playground-attention.png"), full_page=True)
 
 

@@ -3,7 +3,8 @@
 // The page describes one text: the prompt, plus what was generated after it. The "Next token"
 // panel shows the model's distribution for the token after that text (refreshed when a slider
 // moves), and clicking a token of the text draws, for every layer and head, its attention onto
-// the tokens before it. For an instruct model the page also chats: the text is then the whole
+// the tokens before it, and beside it the logit lens at that token: what each layer's residual
+// stream would predict comes next. For an instruct model the page also chats: the text is then the whole
 // conversation as the model reads it (its chat template), and the reply streams in after it.
 "use strict";
 
@@ -302,6 +303,61 @@ function drawAttention(view) {
 
 function clearAttention() {
   $("attention").replaceChildren();
+  $("lens").replaceChildren();
+}
+
+// ---- logit lens ----
+
+async function showLens(position) {
+  try {
+    drawLens(await (await post("/v1/lens", {text, position, top: 5})).json());
+    showError(null);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// One row per layer (the embeddings first): its top tokens, each shaded by its probability,
+// and where the text goes on, the rank and probability of the token that does come next (its
+// cell outlined where it is among the top ones).
+function drawLens(view) {
+  const table = document.createElement("table");
+  const head = table.insertRow();
+  for (const title of ["", ...view.layers[0].top.map((_, i) => `#${i + 1}`),
+                       view.next ? `${JSON.stringify(view.next.token)}: rank, p` : "next"]) {
+    const th = document.createElement("th");
+    th.textContent = title;
+    head.append(th);
+  }
+  for (const layer of view.layers) {
+    const row = table.insertRow();
+    row.dataset.layer = layer.layer;
+    const name = document.createElement("th");
+    name.textContent = layer.layer;
+    row.append(name);
+    for (const guess of layer.top) {
+      const cell = row.insertCell();
+      cell.className = view.next && guess.id === view.next.id ? "guess right" : "guess";
+      cell.dataset.id = guess.id;
+      cell.dataset.probability = guess.probability;
+      cell.textContent = `${JSON.stringify(guess.token).slice(1, -1)} ${guess.probability.toFixed(2)}`;
+      cell.style.background = shade(Math.sqrt(guess.probability));
+      if (guess.probability > 0.3) cell.style.color = "#fff";
+    }
+    const next = row.insertCell();
+    next.className = "next";
+    if (layer.next_rank !== null) {
+      next.dataset.rank = layer.next_rank;
+      next.dataset.probability = layer.next_probability;
+    }
+    next.textContent = layer.next_rank === null ? "—"
+      : `${layer.next_rank}, ${layer.next_probability.toPrecision(2)}`;
+  }
+  $("lens").replaceChildren(table);
+  const token = JSON.stringify(view.tokens[view.position]);
+  $("lens-caption").textContent = `Logit lens at token ${view.position} (${token}): ` +
+    "each layer's top guesses for the next token, darker is more likely" +
+    (view.next ? `; the text goes on with ${JSON.stringify(view.next.token)}.` : ".");
 }
 
 function element(name, attributes) {
@@ -372,6 +428,8 @@ $("new-chat").addEventListener("click", () => setMode("chat"));
 $("stop").addEventListener("click", stop);
 $("output").addEventListener("click", (event) => {
   const token = event.target.closest(".token");
-  if (token) showAttention(+token.dataset.position);
+  if (!token) return;
+  showAttention(+token.dataset.position);
+  showLens(+token.dataset.position);
 });
 start().catch(showError);
