@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from glassformer.errors import ConfigError
-from glassformer.typed import check_types, from_dict, parse_value, reject_unknown, require
+from glassformer.typed import (changed_fields_repr, check_types, from_dict, parse_value,
+                               reject_unknown, require)
 
 Position = Literal["learned", "sinusoidal", "rope", "alibi", "t5", "none"]
 # Where each position scheme acts: vectors added to the token embeddings, a rotation of the
@@ -47,6 +48,8 @@ SEEDS = 2**64  # torch seeds a generator with an unsigned 64-bit integer
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that fixes a model's architecture: `config.json["model"]`."""
+
+    __repr__ = changed_fields_repr  # only the fields that differ from the defaults
 
     family: Family = "gpt"
     """Which assembly of the parts: a decoder-only causal LM (GPT), a bidirectional encoder with
@@ -254,6 +257,8 @@ class ModelConfig:
 class TrainConfig:
     """How a model is trained: `config.json["train"]`."""
 
+    __repr__ = changed_fields_repr  # only the fields that differ from the defaults
+
     text: str | None = None
     """UTF-8 text file to train on; None means the default corpus (Shakespeare's complete works)."""
     data: str | None = None
@@ -373,6 +378,8 @@ class TrainConfig:
 class SampleConfig:
     """How text is generated from a trained model."""
 
+    __repr__ = changed_fields_repr  # only the fields that differ from the defaults
+
     max_new_tokens: int = 500
     """Tokens to generate after the prompt."""
     temperature: float = 0.8
@@ -422,6 +429,8 @@ class SampleConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """A run's model and training settings, as stored in `config.json`."""
+
+    __repr__ = changed_fields_repr  # only the fields that differ from the defaults
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -117,3 +117,16 @@ def _is_optional(tp) -> bool:
 
 def _is_tuple(tp) -> bool:
     return typing.get_origin(tp) is tuple
+
+
+def changed_fields_repr(cfg) -> str:
+    """`Name(field=value, ...)` with only the fields that differ from their defaults: what makes
+    this config this one, readable in a notebook (the full list is dataclasses.asdict). Evaluating
+    it gives an equal config."""
+    changed = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if value != default:
+            changed.append(f"{f.name}={value!r}")
+    return f"{type(cfg).__name__}({', '.join(changed)})"

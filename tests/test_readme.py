@@ -104,6 +104,7 @@ def test_readme_blocks_cover_the_page():
     blocks = readme_blocks()
     assert len(blocks) >= 12
     assert [why for _, _, why in blocks if why] == [
+        "starts a Jupyter server and waits",
         "the test suite itself",
         "several processes, GPUs and machines (tests/train/test_distributed.py runs 2 processes)",
         "up to 10 minutes each (tests/test_bench.py runs them small)"]

@@ -81,6 +81,13 @@ class HFTokenizer:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
+    def __repr__(self) -> str:
+        """HFTokenizer(BPE, vocab_size=4096): the kind of model inside (BPE, WordPiece,
+        WordLevel, ...) and the vocabulary size, with a chat template when there is one."""
+        kind = type(self.tokenizer.model).__name__
+        chat = ", chat template" if self.chat.get("chat_template") else ""
+        return f"HFTokenizer({kind}, vocab_size={self.vocab_size}{chat})"
+
     def special(self, name: str) -> int:
         """The id of token `name` (e.g. BERT's "[MASK]", GPT-2's "<|endoftext|>")."""
         i = self.tokenizer.token_to_id(name)

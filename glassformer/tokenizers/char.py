@@ -49,6 +49,13 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.tokens)
 
+    def __repr__(self) -> str:
+        """CharTokenizer(vocab_size=68, chars='\\n !&...', specials=[...]): the characters, the
+        first 40 of them in id order."""
+        shown = "".join(self.chars[:40]) + ("..." if len(self.chars) > 40 else "")
+        specials = f", specials={self.specials}" if self.specials else ""
+        return f"CharTokenizer(vocab_size={self.vocab_size}, chars={shown!r}{specials})"
+
     def special(self, name: str) -> int:
         """The id of special token `name` (e.g. "[MASK]")."""
         if name not in self.specials:

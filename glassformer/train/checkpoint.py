@@ -59,6 +59,13 @@ class Run:
     model: torch.nn.Module
     step: int
 
+    def __repr__(self) -> str:
+        """The step, the model's class and size, the tokenizer and the config, on one line each
+        (not the module tree, which `run.model` prints)."""
+        size = sum(p.numel() for p in self.model.parameters())
+        return (f"Run(step={self.step},\n    model={type(self.model).__name__} ({size:,} "
+                f"parameters),\n    tokenizer={self.tokenizer!r},\n    cfg={self.cfg!r})")
+
 
 @contextlib.contextmanager
 def writing(run_dir):

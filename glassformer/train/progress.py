@@ -41,7 +41,8 @@ class Progress:
         if bar_stream.isatty() or in_notebook(bar_stream):
             self.bar = tqdm(total=total_steps, initial=start_step, file=bar_stream,
                             dynamic_ncols=True, leave=False, unit="step", smoothing=0.1,
-                            bar_format="step {n_fmt}/{total_fmt} {bar} {postfix} "
+                            # the numbers go in {desc}: tqdm writes {postfix} after a ", "
+                            bar_format="step {n_fmt}/{total_fmt} {bar} {desc} "
                                        "[{elapsed}<{remaining}]")
         self.plain = self.bar is None or bar_stream is not stream
 
@@ -59,7 +60,7 @@ class Progress:
         numbers = (f"loss {loss:.4f} | {rate / 1000:.1f}k tok/s"
                    + (f" | MFU {mfu:.0%}" if self.peak else ""))
         if self.bar is not None:
-            self.bar.set_postfix_str(numbers, refresh=False)
+            self.bar.set_description_str(numbers, refresh=False)
             self.bar.update(step - self.bar.n)
             if step == self.total:
                 self.bar.refresh()  # the last step is drawn, however fast it came

@@ -96,3 +96,20 @@ def test_in_a_notebook_cell_the_bar_is_redrawn_not_repeated(text_file, tmp_path)
     lines = [line for line in screen_lines(raw) if line.strip()]
     assert sum("step" in line and "/200" in line for line in lines) <= 1, lines
     assert len(lines) < 40, lines  # description, 3 evaluations with samples, the last line
+
+
+def test_the_bar_reads_step_bar_then_numbers_without_a_stray_comma():
+    import io
+
+    from glassformer.train.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = Progress(10, 0, stream)
+    progress.update(10, 1.5, 1000)
+    last = screen_lines(stream.getvalue())[-1]  # before close() clears the bar
+    progress.close()
+    assert re.match(r"step 10/10 \S+ loss 1\.5000 \| [\d.]+k tok/s \[", last), last
