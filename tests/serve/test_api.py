@@ -363,7 +363,7 @@ def test_the_page_and_its_files_are_served(client):
     for link in links:
         assert client.get(link).status_code == 200
     assert set(re.findall(r'"(/[^"]*)"', client.get("/static/app.js").text)) == {
-        "/v1/completions", "/v1/distribution", "/v1/attention", "/v1/status",
+        "/v1/completions", "/v1/distribution", "/v1/attention", "/v1/lens", "/v1/status",
         "/v1/chat/completions", "/v1/chat/text"}
 
 
