@@ -88,7 +88,7 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...], quantization:
     """The run at `run_dir` on the best device (the CPU for int8 weights), refused unless its
     model family is one of `families`, the ones `glassformer COMMAND` can use; its weights
     quantized as `quantization` says (model/quantize.py)."""
-    from glassformer.model.quantize import quantize
+    from glassformer.model.quantize import calibration_ids, quantize
     from glassformer.train.checkpoint import load_run
     from glassformer.train.device import pick_device
 
@@ -98,7 +98,7 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...], quantization:
         raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
                                f"this one is {article(family)} {family} model "
                                f"(task {run.cfg.train.task!r})")
-    quantize(run.model, quantization)
+    quantize(run.model, quantization, calibration_ids(run.tokenizer))
     return run
 
 
