@@ -40,10 +40,10 @@ def add_sampling_options(p) -> None:
 
 def add_quantize_option(p) -> None:
     p.add_argument("--quantize", choices=get_args(C.Quantization), default="none",
-                   help="weights for decoding: int8 per output channel (CPU, 4x fewer bytes "
-                        "per token, but activations quantized per tensor: a model with outlier "
-                        "channels loses much; `glassformer eval RUN --quantize int8` measures "
-                        "it), bf16, or none (default)")
+                   help="weights for decoding: int8 (CPU: weights per output channel, activations "
+                        "per token, outlier channels smoothed into the weights first; ~4x fewer "
+                        "bytes per token; `glassformer eval RUN --quantize int8` measures what it "
+                        "costs), bf16, or none (default)")
 
 
 def sample_config(args) -> C.SampleConfig:

