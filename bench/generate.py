@@ -108,7 +108,7 @@ QUESTIONS = ["What is the capital of France?", "Explain photosynthesis in two se
              "Write a short poem about the sea.", "How do I reverse a list in Python?",
              "Why is the sky blue?", "Give me three tips for sleeping better.",
              "What is the difference between weather and climate?", "Summarise the plot of Hamlet."]
-HELD_OUT = int(__import__("os").environ.get("HO", 512))  # tokens of README.md scored teacher-forced
+HELD_OUT = 512  # tokens of README.md scored teacher-forced
 SMOLLM2 = {"glassformer fp32": "none", "glassformer int8": "int8", "glassformer bf16": "bf16",
            "glassformer int8 + prompt lookup": "int8", "hf generate fp32": None}
 LOOKUP = 8  # drafted tokens per pass
