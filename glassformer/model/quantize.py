@@ -40,7 +40,7 @@ perplexity 57.72), the share of positions whose top-1 token is fp32's and the pe
 
 Kernels, both the same integer arithmetic: one row (decoding at batch 1) goes through PyTorch's
 x86 (fbgemm) dynamic int8 Linear, which quantizes that row as above and is ~5x faster than fp32
-here; several rows through torch._int_mm (int8 x int8 -> int32), each row its own scale. Only
+on a CPU with VNNI; several rows (or one, without VNNI) through torch._int_mm (int8 x int8 -> int32), each row its own scale. Only
 inference: the int8 weights have no gradient. The token embedding stays fp32 (a lookup reads
 one row per token); a tied LM head gets its own int8 copy.
 
@@ -50,6 +50,7 @@ one row per token); a tied LM head gets its own int8 copy.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import get_args
 
 import torch
@@ -85,6 +86,17 @@ She found the chart at noon, folded inside a ledger of harbour fees, its ink fad
 """
 
 
+def _has_vnni() -> bool:
+    """Whether the CPU has an int8 dot product into int32 (AVX-512 VNNI or AVX-VNNI). Without
+    it, fbgemm adds pairs of u8 x s8 products in int16 (VPMADDUBSW), which 8-bit activations
+    can saturate; torch._int_mm (oneDNN) takes the one row then."""
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "vnni" in cpuinfo.read_text()
+
+
+VNNI = _has_vnni()
+
+
 class Int8Linear(nn.Module):
     """nn.Linear with int8 weights per output channel and int8 activations per token, fp32 in
     and out."""
@@ -109,7 +121,7 @@ class Int8Linear(nn.Module):
     def forward(self, x):
         """x (..., C) fp32 -> (..., F) fp32."""
         rows = x.reshape(-1, self.in_features)  # (N, C)
-        if rows.size(0) == 1:  # fbgemm quantizes the one row itself; 8-bit activations
+        if rows.size(0) == 1 and VNNI:  # fbgemm quantizes the one row itself; 8-bit activations
             y = torch.ops.quantized.linear_dynamic(rows, self.packed, False)
         else:
             y = self.many_rows(rows)
