@@ -40,10 +40,10 @@ def add_sampling_options(p) -> None:
 
 def add_quantize_option(p) -> None:
     p.add_argument("--quantize", choices=get_args(C.Quantization), default="none",
-                   help="weights for decoding: int8 per output channel (CPU, 4x fewer bytes "
-                        "per token, but activations quantized per tensor: a model with outlier "
-                        "channels loses much; `glassformer eval RUN --quantize int8` measures "
-                        "it), bf16, or none (default)")
+                   help="weights for decoding: int8 (CPU: weights per output channel, activations "
+                        "per token, outlier channels smoothed into the weights first; ~4x fewer "
+                        "bytes per token; `glassformer eval RUN --quantize int8` measures what it "
+                        "costs), bf16, or none (default)")
 
 
 def sample_config(args) -> C.SampleConfig:
@@ -88,7 +88,7 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...], quantization:
     """The run at `run_dir` on the best device (the CPU for int8 weights), refused unless its
     model family is one of `families`, the ones `glassformer COMMAND` can use; its weights
     quantized as `quantization` says (model/quantize.py)."""
-    from glassformer.model.quantize import quantize
+    from glassformer.model.quantize import calibration_ids, quantize
     from glassformer.train.checkpoint import load_run
     from glassformer.train.device import pick_device
 
@@ -98,7 +98,7 @@ def load_run_for(command: str, run_dir, families: tuple[str, ...], quantization:
         raise GlassformerError(f"`glassformer {command}` needs a {' or '.join(families)} run; "
                                f"this one is {article(family)} {family} model "
                                f"(task {run.cfg.train.task!r})")
-    quantize(run.model, quantization)
+    quantize(run.model, quantization, calibration_ids(run.tokenizer))
     return run
 
 

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 
 from glassformer.errors import GlassformerError, article
 from glassformer.generate.sampler import Finish, stream_pieces
-from glassformer.model.quantize import quantize
+from glassformer.model.quantize import calibration_ids, quantize
 from glassformer.serve import lens, protocol, views
 from glassformer.serve.limits import Limits, Slots
 from glassformer.serve.protocol import ApiError
@@ -55,7 +55,7 @@ def create_app(run: Run | str | Path, limits: Limits = Limits(), name: str | Non
     if not isinstance(run, Run):
         name = name or Path(run).name
         run = load_run(run)
-        quantize(run.model, quantization)
+        quantize(run.model, quantization, calibration_ids(run.tokenizer))
     if run.cfg.model.family != "gpt":
         family = run.cfg.model.family
         raise GlassformerError(f"the playground needs a gpt run; this one is {article(family)} "

@@ -64,7 +64,7 @@ def test_sample_with_prompt_lookup_and_int8_weights(run_dir, capsys):
     model with int8 weights (model/quantize.py)."""
     from glassformer.config import SampleConfig
     from glassformer.generate.sampler import generate
-    from glassformer.model.quantize import quantize
+    from glassformer.model.quantize import calibration_ids, quantize
     from glassformer.train.checkpoint import load_run
 
     args = ["sample", str(run_dir), "--prompt", "From fair", "--max-new-tokens", "40",
@@ -76,7 +76,8 @@ def test_sample_with_prompt_lookup_and_int8_weights(run_dir, capsys):
     assert main([*args, "--quantize", "int8"]) == 0
     run = load_run(run_dir)
     cfg = SampleConfig(max_new_tokens=40, temperature=0)
-    want = generate(quantize(run.model, "int8"), run.tokenizer, ["From fair"], cfg)[0]
+    int8 = quantize(run.model, "int8", calibration_ids(run.tokenizer))
+    want = generate(int8, run.tokenizer, ["From fair"], cfg)[0]
     assert capsys.readouterr().out == "From fair" + want + "\n"
     assert main([*args, "--prompt-lookup", "5", "--temperature", "0.8"]) == 2
     assert "prompt_lookup" in one_error_line(capsys)

