@@ -5,7 +5,7 @@ whole works held out, for `glassformer finetune RUN --task tsv`.
 
   glassformer data prepare SRC... --tokenizer RUN|FILE|HF-DIR --out DIR [--field text]
                            [--val-fraction F] [--workers N] [--separator TEXT]
-  glassformer data genre-tsv OUT_DIR [--words N] [--test-per-work N]
+  glassformer data genre-tsv OUT_DIR [--words N] [--per-work N]
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def add_commands(sub) -> None:
     g.add_argument("out", metavar="OUT_DIR", help="folder of the two files")
     g.add_argument("--words", type=int, default=40,
                    help="words per passage (default: %(default)s, about 60 WordPiece tokens)")
-    g.add_argument("--test-per-work", type=int,
-                   help="at most this many held-out passages per held-out work, evenly spaced "
+    g.add_argument("--per-work", type=int,
+                   help="at most this many passages of each work, evenly spaced through it "
                         "(default: all)")
     g.set_defaults(run=cmd_genre_tsv)
 
@@ -71,9 +71,9 @@ def cmd_genre_tsv(args) -> int:
     from glassformer.data.genre import write_tsv
     from glassformer.errors import ConfigError, writes_to
 
-    if args.words < 1 or (args.test_per_work is not None and args.test_per_work < 1):
-        raise ConfigError("--words and --test-per-work must be positive")
+    if args.words < 1 or (args.per_work is not None and args.per_work < 1):
+        raise ConfigError("--words and --per-work must be positive")
     with writes_to(args.out):
-        written = write_tsv(shakespeare_works(), args.out, args.words, args.test_per_work)
+        written = write_tsv(shakespeare_works(), args.out, args.words, args.per_work)
     print(" | ".join(f"{args.out}/{file}: {n:,} passages" for file, n in written.items()))
     return 0

@@ -86,15 +86,15 @@ def passages(text: str, words: int) -> list[str]:
 
 
 def write_tsv(works: dict[str, str], out_dir, words: int = 40,
-              test_per_work: int | None = None) -> dict[str, int]:
+              per_work: int | None = None) -> dict[str, int]:
     """Write out_dir/train.tsv (passages of the training works) and out_dir/test.tsv (of the
-    HELD_OUT works, at most `test_per_work` of each, evenly spaced through it; None: all), as
-    passage<TAB>genre lines of `words` words; return the lines written to each."""
+    HELD_OUT works) as passage<TAB>genre lines of `words` words, at most `per_work` of each
+    work, evenly spaced through it (None: all); return the lines written to each."""
     lines = {"train.tsv": [], "test.tsv": []}
     for name, genre in WORKS.items():
         cut = passages(works[name], words)
-        if name in HELD_OUT and test_per_work is not None and len(cut) > test_per_work:
-            cut = [cut[i * len(cut) // test_per_work] for i in range(test_per_work)]
+        if per_work is not None and len(cut) > per_work:
+            cut = [cut[i * len(cut) // per_work] for i in range(per_work)]
         lines["test.tsv" if name in HELD_OUT else "train.tsv"] += [f"{p}\t{genre}" for p in cut]
     for file, rows in lines.items():
         write_text_atomic(Path(out_dir) / file, "".join(row + "\n" for row in rows))
