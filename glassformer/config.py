@@ -371,7 +371,8 @@ class TrainConfig:
                  "is for task 'lm' and replaces text: give --data or --text, not both")
         for name in ("train_tsv", "val_tsv"):
             require(self, name, (getattr(self, name) is not None) == (self.task == "tsv"),
-                    "names a file of task 'tsv' only, which needs both train_tsv and val_tsv")
+                    "is a text<TAB>label file of task 'tsv', which needs both train_tsv and "
+                    "val_tsv; no other task reads them")
         require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):

