@@ -36,7 +36,7 @@ Kernel = Literal["sdpa", "math"]
 Family = Literal["gpt", "bert", "encdec", "lstm"]
 Pooling = Literal["cls", "mean", "max", "token"]
 EncoderHead = Literal["mlm", "pooler", "none"]
-Task = Literal["lm", "mlm", "genre", "pairs"]
+Task = Literal["lm", "mlm", "genre", "tsv", "pairs"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char", "bpe"]
 Parallel = Literal["ddp", "fsdp"]
@@ -132,6 +132,9 @@ class ModelConfig:
     """BERT's segment (token-type) embeddings, added to the token vectors; 0: none."""
     n_classes: int = 0
     """bert family: outputs of a classifier head in place of the masked-LM head; 0: masked LM."""
+    labels: tuple[str, ...] = ()
+    """The names of the classifier's outputs, in order (task 'tsv': its labels, sorted), which
+    `classify` prints; (): none kept (a genre run's are the genres)."""
     head: EncoderHead = "mlm"
     """bert family without a classifier (n_classes=0): what sits on the encoder. The masked-LM
     head (transformers' BertForMaskedLM), or none: a plain encoder (BertModel) whose output is
@@ -181,6 +184,8 @@ class ModelConfig:
         require(self, "n_classes", self.n_classes >= 0, "must be >= 0 (0: masked-LM head)")
         require(self, "n_classes", self.n_classes == 0 or self.family == "bert",
                  "a classifier head needs family='bert'")
+        require(self, "labels", not self.labels or len(self.labels) == self.n_classes,
+                 f"must name each of the n_classes={self.n_classes} outputs, or be empty")
         require(self, "head", self.head == "mlm" or self.family == "bert",
                  "a plain encoder ('pooler' or 'none') needs family='bert'; other families: "
                  "'mlm'")
@@ -248,7 +253,7 @@ class ModelConfig:
         inert = {"kernel": True, "rope_base": self.position != "rope",
                  "rel_buckets": self.position != "t5", "rel_max_distance": self.position != "t5",
                  "moe_top_k": not self.moe_experts, "moe_aux_weight": not self.moe_experts,
-                 "pooling": not self.n_classes and self.head == "mlm",
+                 "pooling": not self.n_classes and self.head == "mlm", "labels": True,
                  "normalize_embeddings": self.n_classes > 0 or self.head == "mlm"}
         return {k: v for k, v in arch.items() if not inert.get(k, False)}
 
@@ -272,14 +277,22 @@ class TrainConfig:
     text may stop short of it."""
     task: Task = "lm"
     """What the model learns: next tokens of the text (gpt), masked tokens of the text (bert),
-    the genre of a Shakespeare passage (bert with n_classes=4), or target strings from source
-    strings (encdec: `pairs`, by default numbers to English words)."""
+    the genre of a Shakespeare passage (bert with n_classes=4), the label of a text from
+    text<TAB>label files (bert: `tsv`), or target strings from source strings (encdec:
+    `pairs`, by default numbers to English words)."""
     pairs: str | None = None
     """task 'pairs': a UTF-8 TSV file of source<TAB>target lines; None: numbers 0..999,999
     and their English words, generated."""
+    train_tsv: str | None = None
+    """task 'tsv': a UTF-8 TSV file of text<TAB>label lines to train on (data/labelled.py)."""
+    val_tsv: str | None = None
+    """task 'tsv': the held-out text<TAB>label lines that val_loss and val_accuracy measure."""
     init_from: str | None = None
     """A run directory whose weights start this run wherever names and shapes match (e.g. an
     MLM-pretrained encoder under a new classifier head); the run's tokenizer is reused."""
+    init_weights: bool = True
+    """init_from: copy its weights (True); False takes its tokenizer only and starts from
+    random weights: the same model trained from scratch, fine-tuning's baseline."""
     label_smoothing: float = 0.0
     """Share of each target's probability spread evenly over the vocabulary in the loss."""
     val_fraction: float = 0.1
@@ -361,12 +374,18 @@ class TrainConfig:
         require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
         require(self, "data", self.data is None or (self.text is None and self.task == "lm"),
                  "is for task 'lm' and replaces text: give --data or --text, not both")
+        for name in ("train_tsv", "val_tsv"):
+            require(self, name, (getattr(self, name) is not None) == (self.task == "tsv"),
+                    "is a text<TAB>label file of task 'tsv', which needs both train_tsv and "
+                    "val_tsv; no other task reads them")
         require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):
             require(self, name, 0 <= getattr(self, name) < 1, "must be in [0, 1)")
         require(self, "label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)")
         require(self, "lora_rank", self.lora_rank >= 0, "must be >= 0 (0: no adapters)")
+        require(self, "init_weights", self.init_weights or not self.lora_rank,
+                 "must be true with lora_rank: LoRA adapts trained weights")
         require(self, "lora_alpha", self.lora_alpha > 0, "must be positive")
         require(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
         require(self, "lora_targets", bool(self.lora_targets) and
@@ -443,9 +462,10 @@ class RunConfig:
         if self.train.track_heads and (family != "gpt" or self.model.attention != "softmax"):
             raise ConfigError("train.track_heads watches the attention of a gpt with softmax "
                               "attention (model.family='gpt', model.attention='softmax')")
-        if (task == "genre") != (self.model.n_classes > 0):
-            raise ConfigError("train.task='genre' needs a classifier (model.n_classes=4), and "
-                              "model.n_classes > 0 needs train.task='genre'")
+        if (task in ("genre", "tsv")) != (self.model.n_classes > 0):
+            raise ConfigError(f"train.task={task!r} needs a classifier (model.n_classes=4 for "
+                              "'genre', one per label for 'tsv'), and model.n_classes > 0 needs "
+                              "train.task='genre' or 'tsv'")
 
     def to_dict(self) -> dict:
         return {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
@@ -474,7 +494,8 @@ class RunConfig:
         return cls.from_dict(data)
 
 
-TASK_FAMILY = {"lm": ("gpt", "lstm"), "mlm": ("bert",), "genre": ("bert",), "pairs": ("encdec",)}
+TASK_FAMILY = {"lm": ("gpt", "lstm"), "mlm": ("bert",), "genre": ("bert",), "tsv": ("bert",),
+               "pairs": ("encdec",)}
 
 # Presets are data: a name maps to the fields that differ from the defaults.
 PRESETS: dict[str, dict[str, dict]] = {

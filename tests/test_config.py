@@ -153,6 +153,23 @@ def test_train_ranges(field, value, match):
         TrainConfig(**{field: value})
 
 
+def test_the_fields_of_task_tsv_and_of_a_classifier_go_together():
+    with pytest.raises(ConfigError, match="val_tsv is a text<TAB>label file of task 'tsv'"):
+        TrainConfig(task="tsv", train_tsv="train.tsv")
+    with pytest.raises(ConfigError, match="train_tsv is a text<TAB>label file of task 'tsv'"):
+        TrainConfig(task="lm", train_tsv="train.tsv", val_tsv="test.tsv")
+    with pytest.raises(ConfigError, match="init_weights must be true with lora_rank"):
+        TrainConfig(lora_rank=4, init_weights=False)
+    with pytest.raises(ConfigError, match=r"labels must name each of the n_classes=3 outputs"):
+        ModelConfig(family="bert", n_classes=3, labels=("a", "b"))
+    tsv = TrainConfig(task="tsv", train_tsv="train.tsv", val_tsv="test.tsv")
+    with pytest.raises(ConfigError, match="train.task='tsv' needs a classifier"):
+        RunConfig(ModelConfig(family="bert"), tsv)
+    labelled = ModelConfig(family="bert", n_classes=2, labels=("no", "yes"))
+    assert RunConfig.from_dict(RunConfig(labelled, tsv).to_dict()).model.labels == ("no", "yes")
+    assert "labels" not in labelled.architecture()  # names, not numbers
+
+
 def test_unknown_option_suggests_the_near_name():
     with pytest.raises(ConfigError, match=r"unknown option 'n_layers'.*did you mean 'n_layer'\?"):
         from_dict(ModelConfig, {"n_layers": 2})

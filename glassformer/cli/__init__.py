@@ -5,7 +5,7 @@ only inside the subcommands, so `glassformer --help` answers at once.
   glassformer sample RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] ...
   glassformer eval RUN [--text PATH]
   glassformer info RUN
-  glassformer classify RUN --text TEXT              (a bert run trained on the genre task)
+  glassformer classify RUN --text TEXT              (a bert classifier: genre or tsv task)
   glassformer translate RUN --src TEXT [--beam K]   (an encdec run)
   glassformer tokenizer train --vocab-size N [--text PATH] [--out FILE]
   glassformer data prepare SRC... --tokenizer T --out DIR   (then: glassformer train --data DIR)

@@ -2,7 +2,7 @@
 
   glassformer sample RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] ...
   glassformer chat RUN [--temperature T] ...        (prompts typed in the terminal)
-  glassformer classify RUN --text TEXT              (a bert run trained on the genre task)
+  glassformer classify RUN --text TEXT              (a bert classifier: genre or tsv task)
   glassformer translate RUN --src TEXT [--beam K]   (an encdec run)
 """
 
@@ -29,7 +29,8 @@ def add_commands(sub) -> None:
     add_sampling_options(p)
     p.set_defaults(run=cmd_chat)
 
-    p = sub.add_parser("classify", help="the genre of passages, by a trained classifier run")
+    p = sub.add_parser("classify", help="the label of texts (e.g. the genre of passages), by a "
+                                        "trained classifier run")
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--text", action="append", required=True, help="a passage (repeatable)")
     p.set_defaults(run=cmd_classify)

@@ -1,5 +1,6 @@
 """Genre classification data: passages of Shakespeare's works labelled comedy, tragedy, history
 or poem, with whole works held out for testing (a passage of a held-out play never trains).
+The same split as text<TAB>label files (`write_tsv`), for the `tsv` task and any tokenizer.
 
 Genres follow the First Folio's catalogue (The Tempest and The Winter's Tale among the comedies,
 Cymbeline and Troilus and Cressida among the tragedies); Pericles, not in the Folio, is listed
@@ -8,9 +9,12 @@ with the comedies, and the non-dramatic poems form the fourth class.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from glassformer.atomic import write_text_atomic
 from glassformer.data.mlm import wrap
 
 GENRES = ["comedy", "tragedy", "history", "poem"]
@@ -72,3 +76,26 @@ class GenreData:
                 rows.append(torch.from_numpy(ids[o:o + self.length]))
                 labels.append(label)
         return wrap(torch.stack(rows), *self.ends), torch.tensor(labels)
+
+
+def passages(text: str, words: int) -> list[str]:
+    """The text's consecutive passages of `words` words, each on one line (its whitespace made
+    single spaces); a shorter end is left out."""
+    w = text.split()
+    return [" ".join(w[i:i + words]) for i in range(0, len(w) - words + 1, words)]
+
+
+def write_tsv(works: dict[str, str], out_dir, words: int = 40,
+              per_work: int | None = None) -> dict[str, int]:
+    """Write out_dir/train.tsv (passages of the training works) and out_dir/test.tsv (of the
+    HELD_OUT works) as passage<TAB>genre lines of `words` words, at most `per_work` of each
+    work, evenly spaced through it (None: all); return the lines written to each."""
+    lines = {"train.tsv": [], "test.tsv": []}
+    for name, genre in WORKS.items():
+        cut = passages(works[name], words)
+        if per_work is not None and len(cut) > per_work:
+            cut = [cut[i * len(cut) // per_work] for i in range(per_work)]
+        lines["test.tsv" if name in HELD_OUT else "train.tsv"] += [f"{p}\t{genre}" for p in cut]
+    for file, rows in lines.items():
+        write_text_atomic(Path(out_dir) / file, "".join(row + "\n" for row in rows))
+    return {file: len(rows) for file, rows in lines.items()}

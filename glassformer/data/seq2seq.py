@@ -10,10 +10,10 @@ A batch, with the target wrapped as [BOS] y [EOS] and split for teacher forcing:
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import torch
 
+from glassformer.data.tsv import read_tsv
 from glassformer.errors import GlassformerError
 from glassformer.tokenizers.special import BOS, EOS, PAD
 
@@ -86,24 +86,9 @@ class FilePairs:
 
 
 def read_pairs(path) -> list[tuple[str, str]]:
-    """source<TAB>target lines of a UTF-8 file; blank lines are skipped."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise GlassformerError(f"pairs file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GlassformerError(f"cannot read pairs file {path} ({err})") from None
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise GlassformerError(f"{path}:{number}: expected 'source<TAB>target', got {line!r}")
-        pairs.append((parts[0], parts[1]))
-    if not pairs:
-        raise GlassformerError(f"{path} holds no source<TAB>target lines")
-    return pairs
+    """source<TAB>target lines of a UTF-8 file (data/tsv.py); blank lines are skipped."""
+    return [(source, target) for _, source, target in read_tsv(path, ("source", "target"),
+                                                               "pairs")]
 
 
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:

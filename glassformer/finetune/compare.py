@@ -1,8 +1,11 @@
-"""Full fine-tuning against LoRA at several ranks, on the same task, budget and seed: trainable
-parameters, peak training memory, tokens/s and final quality, in one Markdown table.
+"""Full fine-tuning against LoRA at several ranks, on the same task, budget and seed, and
+optionally against the same model trained from random weights ("scratch", the baseline that
+shows what the pretrained weights bring): trainable parameters, peak training memory, time,
+tokens/s and final quality, in one Markdown table.
 
-Quality is the last evaluation of each run (validation loss; accuracy for a classifier).
-Tokens/s is each run's rate since its start, evaluations included, as its progress line shows.
+Quality is the last evaluation of each run (validation loss; accuracy for a classifier). Time
+is each run's wall clock from its start to its last evaluation, evaluations included; tokens/s
+is its rate since its start, as its progress line shows.
 Peak memory is measured apart from training, on the CPU, over two steps of the run's own
 model, optimizer and batches: the weights (all of them: LoRA keeps the frozen base), plus the
 peak of what the steps allocate (gradients, AdamW state and activations, for the trained
@@ -19,25 +22,29 @@ from glassformer.errors import GlassformerError, writes_to
 from glassformer.finetune.run import finetune_config
 
 
-def compare_methods(base_run, out_dir, *, task: str | None = None, text=None,
-                    ranks=(4, 8, 16), overrides: dict | None = None, log=print) -> Path:
-    """Fine-tune `base_run` in full and with LoRA of each rank in `ranks` into out_dir/NAME
-    (logs beside), then write out_dir/report.md and results.json; return the report's path."""
+def compare_methods(base_run, out_dir, *, task: str | None = None, text=None, tsv=None,
+                    ranks=(4, 8, 16), scratch: bool = False, overrides: dict | None = None,
+                    log=print) -> Path:
+    """Fine-tune `base_run` in full and with LoRA of each rank in `ranks` (and, with `scratch`,
+    train its model from random weights first) into out_dir/NAME (logs beside), then write
+    out_dir/report.md and results.json; return the report's path."""
     from glassformer.train.checkpoint import has_checkpoint, read_metrics
     from glassformer.train.loop import train
 
     out_dir = Path(out_dir)
     with writes_to(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-    cfgs = {"full": finetune_config(base_run, "full", task=task, text=text, overrides=overrides)}
-    cfgs |= {f"lora-r{r}": finetune_config(base_run, "lora", task=task, text=text, rank=r,
-                                           overrides=overrides) for r in ranks}
+    methods = (["scratch"] if scratch else []) + ["full"]
+    cfgs = {m: finetune_config(base_run, m, task=task, text=text, tsv=tsv, overrides=overrides)
+            for m in methods}
+    cfgs |= {f"lora-r{r}": finetune_config(base_run, "lora", task=task, text=text, tsv=tsv,
+                                           rank=r, overrides=overrides) for r in ranks}
     results = []
     for name, cfg in cfgs.items():
         run_dir = out_dir / name
         if has_checkpoint(run_dir):
             raise GlassformerError(f"{run_dir} already holds a run; choose another --out")
-        log(f"fine-tuning {name} into {run_dir} (log: {run_dir}.log)")
+        log(f"{name}: training into {run_dir} (log: {run_dir}.log)")
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{run_dir}.log", "w", encoding="utf-8") as stream:
             last = train(cfg, run_dir, out=stream)
@@ -49,8 +56,11 @@ def compare_methods(base_run, out_dir, *, task: str | None = None, text=None,
                                  if "tokens_per_s" in r),
             "elapsed_s": last["elapsed_s"], "val_loss": last["val_loss"],
             "val_accuracy": last.get("val_accuracy"),
+            "majority_baseline": last.get("majority_baseline"),
             "val_curve": [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]})
-        log(f"  val loss {last['val_loss']:.4f} in {last['elapsed_s']:.0f} s")
+        log(f"  val loss {last['val_loss']:.4f}"
+            + (f", accuracy {last['val_accuracy']:.3f}" if "val_accuracy" in last else "")
+            + f" in {last['elapsed_s']:.0f} s")
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     path = out_dir / "report.md"
     path.write_text(report(results, cfgs["full"], base_run), encoding="utf-8")
@@ -102,21 +112,31 @@ def report(results: list[dict], cfg: RunConfig, base_run) -> str:
 
     tc, m = cfg.train, cfg.model
     accuracy = any(r["val_accuracy"] is not None for r in results)
-    lines = ["# Full fine-tuning vs LoRA", "",
-             f"Base run {base_run}; task {tc.task!r} on {tc.text or 'its default data'}; every "
+    data = (f"{tc.train_tsv} (held out: {tc.val_tsv})" if tc.task == "tsv"
+            else tc.text or "its default data")
+    scratch = results[0]["name"] == "scratch"
+    title = "From scratch vs full fine-tuning vs LoRA" if scratch else "Full fine-tuning vs LoRA"
+    lines = [f"# {title}", "",
+             f"Base run {base_run}; task {tc.task!r} on {data}; every "
              f"method {tc.max_steps} steps of batch {tc.batch_size} x block {m.block_size}, "
              f"warmup {tc.warmup_steps}, seed {tc.seed}. LoRA adapts "
-             f"{', '.join(cfg.train.lora_targets)} with alpha {tc.lora_alpha:g}. Peak memory: "
-             "weights + the peak that two training steps allocate, on the CPU. Tokens/s "
-             "include evaluations and depend on what else the machine was running.", "",
-             "| method | lr | trainable parameters | peak memory | tokens/s | final val loss |"
-             + (" val accuracy |" if accuracy else ""),
-             "|---|---:|---:|---:|---:|---:|" + ("---:|" if accuracy else "")]
+             f"{', '.join(cfg.train.lora_targets)} with alpha {tc.lora_alpha:g}"
+             + ("; scratch is the same model from random weights, with the base run's "
+                "tokenizer" if scratch else "") + ". Peak memory: weights + the peak that two "
+             "training steps allocate, on the CPU. Time (each run's wall clock to its last "
+             "evaluation) and tokens/s include evaluations and depend on what else the machine "
+             "was running.", "",
+             "| method | lr | trainable parameters | peak memory | time | tokens/s | "
+             "final val loss |" + (" val accuracy |" if accuracy else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if accuracy else "")]
     for r in results:
         lines.append(f"| {r['name']} | {r['lr']:g} | {r['trainable']:,} | "
-                     f"{format_bytes(r['peak_bytes'])} | {r['tokens_per_s']:,} | "
-                     f"{r['val_loss']:.4f} |"
+                     f"{format_bytes(r['peak_bytes'])} | {r['elapsed_s']:,.0f} s | "
+                     f"{r['tokens_per_s']:,} | {r['val_loss']:.4f} |"
                      + (f" {r['val_accuracy']:.3f} |" if accuracy else ""))
+    if results[0]["majority_baseline"] is not None:
+        lines += ["", f"Always answering the most common held-out label scores "
+                      f"{results[0]['majority_baseline']:.3f}."]
     lines += ["", "Validation loss at each evaluation:", "",
               "| step | " + " | ".join(r["name"] for r in results) + " |",
               "|---:|" + "---:|" * len(results)]

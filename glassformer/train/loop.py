@@ -57,7 +57,10 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None, bar=None) -> 
         check_memory(cfg, device, world)  # before the model is built: refuse what cannot fit
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         model = ckpt.build_run_model(cfg)
-        started_from = ckpt.init_from(model, tc.init_from) if tc.init_from and not resume else ""
+        started_from = ""
+        if tc.init_from and not resume:
+            started_from = (ckpt.init_from(model, tc.init_from) if tc.init_weights else
+                            f"random weights (init_weights=false); tokenizer of {tc.init_from}")
         step = saved_step = ckpt.load_weights(model, run_dir / ckpt.MODEL) if resume else 0
         core = model.to(device)  # evaluated and sampled; `model` is what the processes share
         model = distributed.wrap(core, tc.parallel, world)

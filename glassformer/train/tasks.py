@@ -5,6 +5,7 @@ training batches (the keyword arguments of its model's forward), and evaluates.
   lm      gpt     next token of the text                  metric: loss
   mlm     bert    masked tokens of the text               + masked-token accuracy
   genre   bert    genre of a Shakespeare passage          + accuracy on held-out works
+  tsv     bert    label of a text, text<TAB>label files   + accuracy on the held-out file
   pairs   encdec  target string from source string        + exact match on held-out pairs
 
 `evaluate` and `show` leave the model in eval mode; the loop switches it back to training.
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from glassformer.config import SampleConfig
-from glassformer.data import genre, mlm, seq2seq
+from glassformer.data import genre, labelled, mlm, seq2seq
 from glassformer.data.corpora import load_text, shakespeare_works
 from glassformer.data.lm import check_enough, get_batch, split, token_file
 from glassformer.data.shards import PreparedData
@@ -180,6 +181,17 @@ def class_accuracy(logits, batch) -> float:
     return (logits.argmax(-1) == batch["targets"]).float().mean().item()
 
 
+def classifier_metrics(model, train: list[dict], test: list[dict], test_labels) -> dict:
+    """Loss and accuracy over training batches and over the whole held-out set (its batches
+    `test`, its labels `test_labels` (N,)), and the held-out accuracy of always answering its
+    most common label."""
+    train_loss, train_acc = mean_over(model, train, class_accuracy)
+    val_loss, val_acc = mean_over(model, test, class_accuracy)
+    return {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "majority_baseline": np.bincount(test_labels.numpy()).max() / len(test_labels)}
+
+
 class GenreTask:
     """Genre of a passage (comedy / tragedy / history / poem), whole works held out."""
 
@@ -208,20 +220,50 @@ class GenreTask:
     def batch(self, generator, device) -> dict:
         return self.data.batch(self.tc.batch_size, generator, device)
 
-    def majority_baseline(self) -> float:
-        """Accuracy of always answering the held-out set's most common genre."""
-        return np.bincount(self.test_labels.numpy()).max() / len(self.test_labels)
-
     def evaluate(self, model, device) -> dict:
         batches = fixed_batches(lambda g: self.batch(g, device), self.tc.eval_batches, self.tc.seed)
-        train_loss, train_acc = mean_over(model, batches, class_accuracy)
         B = self.tc.batch_size
         test = [{"ids": self.test_ids[i:i + B].to(device),
                  "targets": self.test_labels[i:i + B].to(device)}
                 for i in range(0, len(self.test_labels), B)]
-        val_loss, val_acc = mean_over(model, test, class_accuracy)
-        return {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-                "val_accuracy": val_acc, "majority_baseline": self.majority_baseline()}
+        return classifier_metrics(model, batches, test, self.test_labels)
+
+    def show(self, model) -> str:
+        return ""
+
+
+class TsvTask:
+    """The label of a text, from text<TAB>label files (train.train_tsv; held out:
+    train.val_tsv), in the run's tokenizer (data/labelled.py); the labels are the model's."""
+
+    WHOLE_VAL, METRIC = True, "val_accuracy"
+
+    def __init__(self, cfg, tokenizer=None):
+        tc = cfg.train
+        if tokenizer is None:
+            raise GlassformerError("the tsv task reads texts with a trained encoder's tokenizer; "
+                                   "fine-tune one: glassformer finetune RUN --task tsv "
+                                   "--train-tsv FILE --val-tsv FILE")
+        self.data = labelled.LabelledData(tc.train_tsv, tc.val_tsv, tokenizer,
+                                          cfg.model.block_size)
+        if cfg.model.labels != self.data.labels:
+            raise GlassformerError(f"the run's classifier answers {list(cfg.model.labels)} but "
+                                   f"{tc.train_tsv} has the labels {list(self.data.labels)}; "
+                                   "fine-tune a new run on it")
+        self.tokenizer, self.tc = tokenizer, tc
+
+    def describe(self) -> str:
+        counts = np.bincount(self.data.val_labels.numpy(), minlength=len(self.data.labels))
+        return (f"{len(self.data.train):,} training texts / {len(self.data.val):,} held-out ("
+                + ", ".join(f"{n} {name}" for name, n in zip(self.data.labels, counts)) + ")")
+
+    def batch(self, generator, device) -> dict:
+        return self.data.batch(self.tc.batch_size, generator, device)
+
+    def evaluate(self, model, device) -> dict:
+        batches = fixed_batches(lambda g: self.batch(g, device), self.tc.eval_batches, self.tc.seed)
+        return classifier_metrics(model, batches, self.data.val_batches(self.tc.batch_size, device),
+                                  self.data.val_labels)
 
     def show(self, model) -> str:
         return ""
@@ -269,4 +311,4 @@ class PairsTask:
         return "\n".join(f"{s} -> {g}" for s, g in zip(sources, got))
 
 
-TASKS = {"lm": LMTask, "mlm": MLMTask, "genre": GenreTask, "pairs": PairsTask}
+TASKS = {"lm": LMTask, "mlm": MLMTask, "genre": GenreTask, "tsv": TsvTask, "pairs": PairsTask}

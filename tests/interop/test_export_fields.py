@@ -42,6 +42,7 @@ OTHER_VALUES = {
     "rel_buckets": [16], "rel_max_distance": [64], "ffn_hidden": [40], "window": [4],
     "norm_eps": [1e-3], "moe_experts": [2], "moe_top_k": [1], "moe_aux_weight": [0.5],
     "qk_scale": [1.0, 0.3], "type_vocab_size": [0, 3], "n_classes": [3],
+    "labels": [("a", "b", "c")],  # names of outputs only: inert, never exported
 }
 
 
