@@ -35,7 +35,7 @@ Kernel = Literal["sdpa", "math"]
 Family = Literal["gpt", "bert", "encdec", "lstm"]
 Pooling = Literal["cls", "mean", "max", "token"]
 EncoderHead = Literal["mlm", "pooler", "none"]
-Task = Literal["lm", "mlm", "genre", "pairs"]
+Task = Literal["lm", "mlm", "genre", "pairs", "chat"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char", "bpe"]
 Parallel = Literal["ddp", "fsdp"]
@@ -267,11 +267,18 @@ class TrainConfig:
     text may stop short of it."""
     task: Task = "lm"
     """What the model learns: next tokens of the text (gpt), masked tokens of the text (bert),
-    the genre of a Shakespeare passage (bert with n_classes=4), or target strings from source
-    strings (encdec: `pairs`, by default numbers to English words)."""
+    the genre of a Shakespeare passage (bert with n_classes=4), target strings from source
+    strings (encdec: `pairs`, by default numbers to English words), or an instruct model's
+    replies in conversations (gpt: `chat`, from `conversations`)."""
     pairs: str | None = None
     """task 'pairs': a UTF-8 TSV file of source<TAB>target lines; None: numbers 0..999,999
     and their English words, generated."""
+    conversations: str | None = None
+    """task 'chat': a JSONL file of conversations, one {"messages": [{"role", "content"}, ...]}
+    per line as OpenAI writes them; the model learns the assistant's turns (data/chat.py)."""
+    val_conversations: str | None = None
+    """task 'chat': held-out conversations (JSONL); None: the last val_fraction of
+    `conversations`."""
     init_from: str | None = None
     """A run directory whose weights start this run wherever names and shapes match (e.g. an
     MLM-pretrained encoder under a new classifier head); the run's tokenizer is reused."""
@@ -356,6 +363,11 @@ class TrainConfig:
         require(self, "val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)")
         require(self, "data", self.data is None or (self.text is None and self.task == "lm"),
                  "is for task 'lm' and replaces text: give --data or --text, not both")
+        for name in ("conversations", "val_conversations"):
+            require(self, name, getattr(self, name) is None or self.task == "chat",
+                    "is for task 'chat'")
+        require(self, "conversations", self.task != "chat" or self.conversations is not None,
+                 "must name the JSONL file that task 'chat' learns (--conversations FILE)")
         require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):
@@ -465,7 +477,8 @@ class RunConfig:
         return cls.from_dict(data)
 
 
-TASK_FAMILY = {"lm": ("gpt", "lstm"), "mlm": ("bert",), "genre": ("bert",), "pairs": ("encdec",)}
+TASK_FAMILY = {"lm": ("gpt", "lstm"), "mlm": ("bert",), "genre": ("bert",), "pairs": ("encdec",),
+               "chat": ("gpt",)}
 
 # Presets are data: a name maps to the fields that differ from the defaults.
 PRESETS: dict[str, dict[str, dict]] = {

@@ -1,6 +1,7 @@
 """`glassformer finetune ...`: fine-tune a run in full or with LoRA, or compare the two.
 
-  glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora] [--rank R]
+  glassformer finetune RUN [--task T] [--text PATH | --work NAME | --conversations JSONL
+                           [--val-conversations JSONL]] [--method full|lora] [--rank R]
                            [--out DIR] [--max-steps N] [--compare [--ranks 4,8,16]] [--train.F=V]
 """
 
@@ -18,10 +19,16 @@ def add_commands(sub) -> None:
                "--train.lora_targets=q,k,v,o.")
     p.add_argument("run_dir", metavar="RUN", help="the trained run to start from")
     p.add_argument("--task", help="lm (a gpt run on new text), genre (a bert MLM run as a "
-                                  "genre classifier), ...; default: the run's own")
+                                  "genre classifier), chat (an instruct model on conversations),"
+                                  " ...; default: chat with --conversations, else the run's own")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--text", help="UTF-8 text file to fine-tune on")
     what.add_argument("--work", help="one of Shakespeare's works by name, e.g. sonnets")
+    what.add_argument("--conversations", metavar="JSONL",
+                      help="conversations to learn the assistant's replies from (task chat), "
+                           'one {"messages": [...]} per line as OpenAI writes them')
+    p.add_argument("--val-conversations", metavar="JSONL",
+                   help="held-out conversations (default: the last 10%% of --conversations)")
     p.add_argument("--method", choices=("full", "lora"), default="lora",
                    help="train every weight, or low-rank adapters (default: lora)")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank (default: %(default)s)")
@@ -49,10 +56,12 @@ def cmd_finetune(args) -> int:
                 from None
         out = Path(args.out or f"{args.run_dir.rstrip('/')}-compare")
         path = compare_methods(args.run_dir, out, task=args.task, text=text, ranks=ranks,
-                               overrides=overrides)
+                               overrides=overrides, conversations=args.conversations,
+                               val_conversations=args.val_conversations)
         print(path.read_text(encoding="utf-8"))
         return 0
     out = args.out or f"{args.run_dir.rstrip('/')}-{args.method}"
     finetune(args.run_dir, out, args.method, task=args.task, text=text, rank=args.rank,
-             overrides=overrides)
+             overrides=overrides, conversations=args.conversations,
+             val_conversations=args.val_conversations)
     return 0

@@ -12,6 +12,7 @@ weights only), counted by the profiler's record of every tensor allocation and f
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from glassformer.config import RunConfig
@@ -20,7 +21,8 @@ from glassformer.finetune.run import finetune_config
 
 
 def compare_methods(base_run, out_dir, *, task: str | None = None, text=None,
-                    ranks=(4, 8, 16), overrides: dict | None = None, log=print) -> Path:
+                    ranks=(4, 8, 16), overrides: dict | None = None, log=print,
+                    conversations=None, val_conversations=None) -> Path:
     """Fine-tune `base_run` in full and with LoRA of each rank in `ranks` into out_dir/NAME
     (logs beside), then write out_dir/report.md and results.json; return the report's path."""
     from glassformer.train.checkpoint import has_checkpoint, read_metrics
@@ -29,9 +31,9 @@ def compare_methods(base_run, out_dir, *, task: str | None = None, text=None,
     out_dir = Path(out_dir)
     with writes_to(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-    cfgs = {"full": finetune_config(base_run, "full", task=task, text=text, overrides=overrides)}
-    cfgs |= {f"lora-r{r}": finetune_config(base_run, "lora", task=task, text=text, rank=r,
-                                           overrides=overrides) for r in ranks}
+    config = partial(finetune_config, base_run, task=task, text=text, overrides=overrides,
+                     conversations=conversations, val_conversations=val_conversations)
+    cfgs = {"full": config("full")} | {f"lora-r{r}": config("lora", rank=r) for r in ranks}
     results = []
     for name, cfg in cfgs.items():
         run_dir = out_dir / name
@@ -103,7 +105,7 @@ def report(results: list[dict], cfg: RunConfig, base_run) -> str:
     tc, m = cfg.train, cfg.model
     accuracy = any(r["val_accuracy"] is not None for r in results)
     lines = ["# Full fine-tuning vs LoRA", "",
-             f"Base run {base_run}; task {tc.task!r} on {tc.text or 'its default data'}; every "
+             f"Base run {base_run}; task {tc.task!r} on {tc.text or tc.conversations or 'its default data'}; every "
              f"method {tc.max_steps} steps of batch {tc.batch_size} x block {m.block_size}, "
              f"warmup {tc.warmup_steps}, seed {tc.seed}. LoRA adapts "
              f"{', '.join(cfg.train.lora_targets)} with alpha {tc.lora_alpha:g}. Peak memory: "

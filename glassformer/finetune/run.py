@@ -4,6 +4,7 @@ low-rank adapters on a frozen copy (method "lora": train.lora_rank, model/lora.p
 
   GPT on new text      glassformer finetune runs/shakespeare --work sonnets --method lora
   BERT classifier      glassformer finetune runs/bert --task genre --method lora
+  instruct model SFT   glassformer finetune runs/smollm2 --conversations train.jsonl
 """
 
 from __future__ import annotations
@@ -42,28 +43,39 @@ def work_file(name: str) -> Path:
 
 
 def finetune_config(base_run, method: str = "lora", *, task: str | None = None,
-                    text=None, rank: int = 8, overrides: dict | None = None) -> RunConfig:
+                    text=None, rank: int = 8, overrides: dict | None = None,
+                    conversations=None, val_conversations=None) -> RunConfig:
     """The config of a fine-tuning run of `base_run`: its model (with a classifier head for
-    task "genre"), `task` (default: the run's own) on `text` (None: the task's default data),
-    SETTINGS and the method's learning rate, then `overrides` ({"train.lr": "1e-3", ...})."""
+    task "genre"), `task` (default: "chat" given `conversations`, else the run's own) on `text`
+    (None: the task's default data) or on the JSONL files `conversations` and
+    `val_conversations` (task "chat"), SETTINGS and the method's learning rate, then
+    `overrides` ({"train.lr": "1e-3", ...})."""
     if method not in LEARNING_RATES:
         raise GlassformerError(f"unknown method {method!r}; choose full or lora")
     from glassformer.data.genre import GENRES
 
     base = RunConfig.load(Path(base_run) / "config.json")
-    task = task or base.train.task
+    task = task or ("chat" if conversations else base.train.task)
     model = dataclasses.replace(base.model, n_classes=len(GENRES) if task == "genre" else 0)
-    train = dataclasses.replace(base.train, task=task, text=None if text is None else str(text),
-                                init_from=str(base_run), lora_rank=rank if method == "lora" else 0)
+    train = dataclasses.replace(base.train, task=task, text=_path(text),
+                                init_from=str(base_run), lora_rank=rank if method == "lora" else 0,
+                                conversations=_path(conversations),
+                                val_conversations=_path(val_conversations))
     return apply_overrides(RunConfig(model, train),
                            SETTINGS | LEARNING_RATES[method] | (overrides or {}))
 
 
+def _path(path) -> str | None:
+    return None if path is None else str(path)
+
+
 def finetune(base_run, out, method: str = "lora", *, task: str | None = None, text=None,
-             rank: int = 8, overrides: dict | None = None, stream=None) -> dict:
+             rank: int = 8, overrides: dict | None = None, stream=None,
+             conversations=None, val_conversations=None) -> dict:
     """Fine-tune `base_run` into run directory `out` (see finetune_config); return the last
     evaluation. A LoRA run's directory also holds adapters.safetensors, the adapters alone."""
     from glassformer.train.loop import train
 
-    cfg = finetune_config(base_run, method, task=task, text=text, rank=rank, overrides=overrides)
+    cfg = finetune_config(base_run, method, task=task, text=text, rank=rank, overrides=overrides,
+                          conversations=conversations, val_conversations=val_conversations)
     return train(cfg, out, out=stream)
