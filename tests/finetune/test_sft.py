@@ -21,7 +21,7 @@ from glassformer.tokenizers.chat_template import conversation
 from glassformer.train import checkpoint as ckpt
 from glassformer.train.memory_check import training_need
 from glassformer.train.tasks import ChatTask
-from tests.data.test_chat import END, tokenizer
+from tests.data.test_conversations import END, tokenizer
 from tests.helpers import one_error_line
 
 QUICK = {"train.eval_every": "0", "train.warmup_steps": "2", "train.sample_tokens": "0",
