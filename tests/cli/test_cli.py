@@ -363,7 +363,7 @@ def test_every_argument_has_help_and_literal_fields_list_their_values():
     assert missing == []
     train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     epilog = train.choices["train"].epilog
-    assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|pairs)" in epilog
+    assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|pairs|chat)" in epilog
 
 
 def test_version(capsys):
