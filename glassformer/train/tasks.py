@@ -280,15 +280,17 @@ class ChatTask:
 
     def __init__(self, cfg, tokenizer=None):
         tc = self.tc = cfg.train
+        self.block_size = cfg.model.block_size
         if not has_chat_template(tokenizer):
             raise GlassformerError("the chat task fine-tunes an instruct model, whose tokenizer "
-                                   "has a chat template; start from one (e.g. `glassformer pull "
-                                   "smollm2-135m-instruct RUN`, then --train.init_from=RUN)")
+                                   "has a chat template; start from one, e.g. `glassformer pull "
+                                   "smollm2-135m-instruct`, then `glassformer finetune "
+                                   "runs/smollm2-135m-instruct --conversations FILE`")
         self.tokenizer = tokenizer
-        examples = chat.load_examples(tc.conversations, tokenizer, cfg.model.block_size)
+        examples = chat.load_examples(tc.conversations, tokenizer, self.block_size)
         if tc.val_conversations:
             self.train = examples
-            self.val = chat.load_examples(tc.val_conversations, tokenizer, cfg.model.block_size)
+            self.val = chat.load_examples(tc.val_conversations, tokenizer, self.block_size)
         else:
             if len(examples) < 2:
                 raise GlassformerError(f"{tc.conversations} holds one conversation: too few to "
@@ -303,7 +305,7 @@ class ChatTask:
         learnt = sum(sum(e.learnt[1:]) for e in self.train)
         return (f"{len(self.train):,} train / {len(self.val):,} held-out conversations, "
                 f"{learnt:,} assistant tokens to learn"
-                + (f"; {cut} cut to the window of {self.row_tokens} tokens" if cut else ""))
+                + (f"; {cut} cut to the window of {self.block_size} tokens" if cut else ""))
 
     def rows(self, examples, device) -> dict:
         return chat.chat_batch(examples, self.tokenizer.pad_id, device)
