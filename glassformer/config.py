@@ -36,7 +36,7 @@ Kernel = Literal["sdpa", "math"]
 Family = Literal["gpt", "bert", "encdec", "lstm"]
 Pooling = Literal["cls", "mean", "max", "token"]
 EncoderHead = Literal["mlm", "pooler", "none"]
-Task = Literal["lm", "mlm", "genre", "tsv", "pairs"]
+Task = Literal["lm", "mlm", "genre", "tsv", "pairs", "chat"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 TokenizerKind = Literal["char", "bpe"]
 Parallel = Literal["ddp", "fsdp"]
@@ -278,8 +278,9 @@ class TrainConfig:
     task: Task = "lm"
     """What the model learns: next tokens of the text (gpt), masked tokens of the text (bert),
     the genre of a Shakespeare passage (bert with n_classes=4), the label of a text from
-    text<TAB>label files (bert: `tsv`), or target strings from source strings (encdec:
-    `pairs`, by default numbers to English words)."""
+    text<TAB>label files (bert: `tsv`), target strings from source strings (encdec: `pairs`, by
+    default numbers to English words), or an instruct model's replies in conversations (gpt:
+    `chat`, from `conversations`)."""
     pairs: str | None = None
     """task 'pairs': a UTF-8 TSV file of source<TAB>target lines; None: numbers 0..999,999
     and their English words, generated."""
@@ -287,6 +288,12 @@ class TrainConfig:
     """task 'tsv': a UTF-8 TSV file of text<TAB>label lines to train on (data/labelled.py)."""
     val_tsv: str | None = None
     """task 'tsv': the held-out text<TAB>label lines that val_loss and val_accuracy measure."""
+    conversations: str | None = None
+    """task 'chat': a JSONL file of conversations, one {"messages": [{"role", "content"}, ...]}
+    per line as OpenAI writes them; the model learns the assistant's turns (data/chat.py)."""
+    val_conversations: str | None = None
+    """task 'chat': held-out conversations (JSONL); None: the last val_fraction of
+    `conversations`."""
     init_from: str | None = None
     """A run directory whose weights start this run wherever names and shapes match (e.g. an
     MLM-pretrained encoder under a new classifier head); the run's tokenizer is reused."""
@@ -378,6 +385,11 @@ class TrainConfig:
             require(self, name, (getattr(self, name) is not None) == (self.task == "tsv"),
                     "is a text<TAB>label file of task 'tsv', which needs both train_tsv and "
                     "val_tsv; no other task reads them")
+        for name in ("conversations", "val_conversations"):
+            require(self, name, getattr(self, name) is None or self.task == "chat",
+                    "is for task 'chat'")
+        require(self, "conversations", self.task != "chat" or self.conversations is not None,
+                 "must name the JSONL file that task 'chat' learns (--conversations FILE)")
         require(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         require(self, "grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)")
         for name in ("beta1", "beta2"):
@@ -495,7 +507,7 @@ class RunConfig:
 
 
 TASK_FAMILY = {"lm": ("gpt", "lstm"), "mlm": ("bert",), "genre": ("bert",), "tsv": ("bert",),
-               "pairs": ("encdec",)}
+               "pairs": ("encdec",), "chat": ("gpt",)}
 
 # Presets are data: a name maps to the fields that differ from the defaults.
 PRESETS: dict[str, dict[str, dict]] = {

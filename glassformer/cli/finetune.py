@@ -1,6 +1,7 @@
 """`glassformer finetune ...`: fine-tune a run in full or with LoRA, or compare the two.
 
-  glassformer finetune RUN [--task T] [--text PATH | --work NAME] [--method full|lora|scratch]
+  glassformer finetune RUN [--task T] [--text PATH | --work NAME | --conversations JSONL
+                           [--val-conversations JSONL]] [--method full|lora|scratch]
                            [--rank R] [--out DIR] [--max-steps N]
                            [--compare [--ranks 4,8,16] [--scratch]] [--train.F=V]
   glassformer finetune RUN --task tsv --train-tsv FILE --val-tsv FILE ...   (text<TAB>label)
@@ -21,10 +22,17 @@ def add_commands(sub) -> None:
     p.add_argument("run_dir", metavar="RUN", help="the trained run to start from")
     p.add_argument("--task", help="lm (a gpt run on new text), genre (a bert MLM run as a "
                                   "genre classifier), tsv (a bert run as a classifier of "
-                                  "--train-tsv's labels), ...; default: the run's own")
+                                  "--train-tsv's labels), chat (an instruct model on "
+                                  "conversations), ...; default: tsv with --train-tsv, chat "
+                                  "with --conversations, else the run's own")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--text", help="UTF-8 text file to fine-tune on")
     what.add_argument("--work", help="one of Shakespeare's works by name, e.g. sonnets")
+    what.add_argument("--conversations", metavar="JSONL",
+                      help="conversations to learn the assistant's replies from (task chat), "
+                           'one {"messages": [...]} per line as OpenAI writes them')
+    p.add_argument("--val-conversations", metavar="JSONL",
+                   help="held-out conversations (default: the last 10%% of --conversations)")
     p.add_argument("--train-tsv", help="task tsv: UTF-8 file of text<TAB>label lines to train on")
     p.add_argument("--val-tsv", help="task tsv: held-out text<TAB>label lines, scored for "
                                      "val_loss and val_accuracy")
@@ -63,10 +71,13 @@ def cmd_finetune(args) -> int:
                 from None
         out = Path(args.out or f"{args.run_dir.rstrip('/')}-compare")
         path = compare_methods(args.run_dir, out, task=task, text=text, tsv=tsv,
-                               ranks=ranks, scratch=args.scratch, overrides=overrides)
+                               ranks=ranks, scratch=args.scratch, overrides=overrides,
+                               conversations=args.conversations,
+                               val_conversations=args.val_conversations)
         print(path.read_text(encoding="utf-8"))
         return 0
     out = args.out or f"{args.run_dir.rstrip('/')}-{args.method}"
     finetune(args.run_dir, out, args.method, task=task, text=text, tsv=tsv, rank=args.rank,
-             overrides=overrides)
+             overrides=overrides, conversations=args.conversations,
+             val_conversations=args.val_conversations)
     return 0

@@ -15,6 +15,7 @@ weights only), counted by the profiler's record of every tensor allocation and f
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from glassformer.config import RunConfig
@@ -24,7 +25,7 @@ from glassformer.finetune.run import finetune_config
 
 def compare_methods(base_run, out_dir, *, task: str | None = None, text=None, tsv=None,
                     ranks=(4, 8, 16), scratch: bool = False, overrides: dict | None = None,
-                    log=print) -> Path:
+                    log=print, conversations=None, val_conversations=None) -> Path:
     """Fine-tune `base_run` in full and with LoRA of each rank in `ranks` (and, with `scratch`,
     train its model from random weights first) into out_dir/NAME (logs beside), then write
     out_dir/report.md and results.json; return the report's path."""
@@ -34,11 +35,11 @@ def compare_methods(base_run, out_dir, *, task: str | None = None, text=None, ts
     out_dir = Path(out_dir)
     with writes_to(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-    methods = (["scratch"] if scratch else []) + ["full"]
-    cfgs = {m: finetune_config(base_run, m, task=task, text=text, tsv=tsv, overrides=overrides)
-            for m in methods}
-    cfgs |= {f"lora-r{r}": finetune_config(base_run, "lora", task=task, text=text, tsv=tsv,
-                                           rank=r, overrides=overrides) for r in ranks}
+    config = partial(finetune_config, base_run, task=task, text=text, tsv=tsv,
+                     overrides=overrides, conversations=conversations,
+                     val_conversations=val_conversations)
+    cfgs = {m: config(m) for m in (["scratch"] if scratch else []) + ["full"]}
+    cfgs |= {f"lora-r{r}": config("lora", rank=r) for r in ranks}
     results = []
     for name, cfg in cfgs.items():
         run_dir = out_dir / name
@@ -113,7 +114,7 @@ def report(results: list[dict], cfg: RunConfig, base_run) -> str:
     tc, m = cfg.train, cfg.model
     accuracy = any(r["val_accuracy"] is not None for r in results)
     data = (f"{tc.train_tsv} (held out: {tc.val_tsv})" if tc.task == "tsv"
-            else tc.text or "its default data")
+            else tc.text or tc.conversations or "its default data")
     scratch = results[0]["name"] == "scratch"
     title = "From scratch vs full fine-tuning vs LoRA" if scratch else "Full fine-tuning vs LoRA"
     lines = [f"# {title}", "",

@@ -8,6 +8,7 @@ train.init_weights=false).
   BERT classifier      glassformer finetune runs/bert --task genre --method lora
   on your labels       glassformer finetune runs/minilm --task tsv --train-tsv train.tsv
                                             --val-tsv test.tsv --method lora
+  instruct model SFT   glassformer finetune runs/smollm2 --conversations train.jsonl
 """
 
 from __future__ import annotations
@@ -48,26 +49,29 @@ def work_file(name: str) -> Path:
 
 
 def finetune_config(base_run, method: str = "lora", *, task: str | None = None,
-                    text=None, tsv=None, rank: int = 8, overrides: dict | None = None
-                    ) -> RunConfig:
+                    text=None, tsv=None, rank: int = 8, overrides: dict | None = None,
+                    conversations=None, val_conversations=None) -> RunConfig:
     """The config of a fine-tuning run of `base_run`: its model (with a classifier head for
     task "genre", and for task "tsv" one output per label of `tsv`, the pair (training file,
-    held-out file) of text<TAB>label lines), `task` (default: the run's own) on `text` (None:
-    the task's default data), SETTINGS and the method's learning rate, then `overrides`
-    ({"train.lr": "1e-3", ...})."""
+    held-out file) of text<TAB>label lines), `task` (default: "chat" given `conversations`,
+    else the run's own) on `text` (None: the task's default data) or on the JSONL files
+    `conversations` and `val_conversations` (task "chat"), SETTINGS and the method's learning
+    rate, then `overrides` ({"train.lr": "1e-3", ...})."""
     if method not in LEARNING_RATES:
         raise GlassformerError(f"unknown method {method!r}; choose {', '.join(LEARNING_RATES)}")
     base = RunConfig.load(Path(base_run) / "config.json")
-    task = task or base.train.task
+    task = task or ("chat" if conversations else base.train.task)
     if (task == "tsv") != (tsv is not None):
         raise GlassformerError("task tsv, and it alone, reads text<TAB>label files: give "
                                "--task tsv with --train-tsv FILE --val-tsv FILE")
     train_tsv, val_tsv = (None, None) if tsv is None else map(str, tsv)
     model = dataclasses.replace(base.model, **classifier_head(task, train_tsv))
-    train = dataclasses.replace(base.train, task=task, text=None if text is None else str(text),
+    train = dataclasses.replace(base.train, task=task, text=_path(text),
                                 train_tsv=train_tsv, val_tsv=val_tsv, init_from=str(base_run),
                                 init_weights=method != "scratch",
-                                lora_rank=rank if method == "lora" else 0)
+                                lora_rank=rank if method == "lora" else 0,
+                                conversations=_path(conversations),
+                                val_conversations=_path(val_conversations))
     return apply_overrides(RunConfig(model, train),
                            SETTINGS | LEARNING_RATES[method] | (overrides or {}))
 
@@ -86,12 +90,18 @@ def classifier_head(task: str, train_tsv: str | None) -> dict:
     return {"n_classes": 0, "labels": ()}
 
 
+def _path(path) -> str | None:
+    return None if path is None else str(path)
+
+
 def finetune(base_run, out, method: str = "lora", *, task: str | None = None, text=None,
-             tsv=None, rank: int = 8, overrides: dict | None = None, stream=None) -> dict:
+             tsv=None, rank: int = 8, overrides: dict | None = None, stream=None,
+             conversations=None, val_conversations=None) -> dict:
     """Fine-tune `base_run` into run directory `out` (see finetune_config); return the last
     evaluation. A LoRA run's directory also holds adapters.safetensors, the adapters alone."""
     from glassformer.train.loop import train
 
     cfg = finetune_config(base_run, method, task=task, text=text, tsv=tsv, rank=rank,
-                          overrides=overrides)
+                          overrides=overrides, conversations=conversations,
+                          val_conversations=val_conversations)
     return train(cfg, out, out=stream)

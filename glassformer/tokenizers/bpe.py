@@ -109,6 +109,13 @@ class HFTokenizer:
         except Exception as err:  # a vocabulary without [UNK] meets a character it lacks
             raise GlassformerError(f"this tokenizer cannot encode the text ({err})") from None
 
+    def encode_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """The ids of `text` (nothing added) and each one's (start, end) span of characters in
+        it, as `transformers` finds a chat's assistant tokens."""
+        check_utf8(text)
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return encoding.ids, encoding.offsets
+
     def encode_texts(self, texts: list[str]) -> list[list[int]]:
         """encode(text) of each text (corpus text, nothing added), the batch encoded in
         parallel by the library."""

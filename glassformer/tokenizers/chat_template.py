@@ -5,6 +5,8 @@ A checkpoint ships its template as Jinja source (GGUF metadata `tokenizer.chat_t
 `apply_chat_template` renders it: a sandboxed Jinja environment with blocks trimmed, loop
 controls, `raise_exception` and a `tojson` that leaves non-ASCII alone; the variables are
 `messages`, `add_generation_prompt` and the tokenizer's special tokens (`bos_token`, ...).
+A `{% generation %}...{% endgeneration %}` block (transformers' mark of the assistant's text)
+renders its body as it is.
 
     render(template, [{"role": "user", "content": "Hi"}], {"eos_token": "<|im_end|>"})
     -> "<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"
@@ -64,8 +66,22 @@ def compiled(template: str):
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                           sort_keys=sort_keys)
 
+    class Generation(jinja2.ext.Extension):
+        """{% generation %}BODY{% endgeneration %} -> BODY."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(
+                lineno)
+
+        def _body(self, caller):
+            return caller()
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[jinja2.ext.loopcontrols, Generation])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)

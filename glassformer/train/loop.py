@@ -54,7 +54,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, out=None, bar=None) -> 
     with ckpt.writing(run_dir) if world.main else contextlib.nullcontext() as recovered:
         distributed.wait_for_all(world)  # the others read the run once it is whole
         cfg, task = open_run(cfg, run_dir, resume, world)
-        check_memory(cfg, device, world)  # before the model is built: refuse what cannot fit
+        # before the model is built: refuse what cannot fit
+        check_memory(cfg, device, world, getattr(task, "row_tokens", None))
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         model = ckpt.build_run_model(cfg)
         started_from = ""

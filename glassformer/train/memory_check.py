@@ -32,17 +32,19 @@ CGROUP_FILES = [("memory.max", "memory.current", "memory.stat", "inactive_file")
 CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"  # a plain RuntimeError
 
 
-def check_memory(cfg, device, world=ALONE) -> None:
+def check_memory(cfg, device, world=ALONE, row_tokens: int | None = None) -> None:
     """Refuse to train `cfg` (a RunConfig) on `device` when the estimated peak of a training
-    step is more than the memory available there; train.ignore_memory_check skips this."""
+    step is more than the memory available there; train.ignore_memory_check skips this.
+    `row_tokens`: the longest row the task's batches hold, when shorter than block_size (the
+    chat task pads each batch to its longest conversation)."""
     if cfg.train.ignore_memory_check:
         return
     available = available_memory(device)
     if available is None:
         return
-    needed = training_need(cfg, device, world)
+    needed = training_need(cfg, device, world, row_tokens)
     if needed > available:
-        tc, block = cfg.train, cfg.model.block_size
+        tc, block = cfg.train, row_tokens or cfg.model.block_size
         processes = f", in {world.size} processes" if world.size > 1 else ""
         raise GlassformerError(
             f"training needs about {format_bytes(needed)} (estimated peak of one step: weights, "
@@ -53,13 +55,13 @@ def check_memory(cfg, device, world=ALONE) -> None:
             "anyway with --train.ignore_memory_check=true")
 
 
-def training_need(cfg, device, world=ALONE) -> int:
+def training_need(cfg, device, world=ALONE, row_tokens: int | None = None) -> int:
     """Bytes training `cfg` holds at its peak on this machine. Each process holds the weights,
     gradients and AdamW state in fp32 (1/N of them under FSDP; a LoRA run's frozen weights
     have neither gradients nor AdamW state, and its adapters are small) and the activations of
     its share of the batch in the compute precision (bf16 halves them); processes on the CPU
-    share one memory."""
-    tc, block = cfg.train, cfg.model.block_size
+    share one memory. `row_tokens` as in check_memory."""
+    tc, block = cfg.train, row_tokens or cfg.model.block_size
     parts = estimate(cfg.model, tc.batch_size // world.size, block, "fp32")["parts"]
     state = parts["weights"] + (0 if tc.lora_rank else parts["gradients"] + parts["AdamW state"])
     if tc.parallel == "fsdp":

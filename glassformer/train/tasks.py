@@ -7,6 +7,7 @@ training batches (the keyword arguments of its model's forward), and evaluates.
   genre   bert    genre of a Shakespeare passage          + accuracy on held-out works
   tsv     bert    label of a text, text<TAB>label files   + accuracy on the held-out file
   pairs   encdec  target string from source string        + exact match on held-out pairs
+  chat    gpt     assistant turns of conversations (SFT)   loss on the assistant's tokens only
 
 `evaluate` and `show` leave the model in eval mode; the loop switches it back to training.
 """
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from glassformer.config import SampleConfig
-from glassformer.data import genre, labelled, mlm, seq2seq
+from glassformer.data import chat, genre, labelled, mlm, seq2seq
 from glassformer.data.corpora import load_text, shakespeare_works
 from glassformer.data.lm import check_enough, get_batch, split, token_file
 from glassformer.data.shards import PreparedData
@@ -25,6 +26,7 @@ from glassformer.errors import GlassformerError
 from glassformer.generate.beam import translate
 from glassformer.generate.sampler import generate
 from glassformer.tokenizers import CharTokenizer, build_tokenizer, special
+from glassformer.tokenizers.chat_template import conversation, end_of_turn, has_chat_template
 
 
 @torch.no_grad()
@@ -311,4 +313,80 @@ class PairsTask:
         return "\n".join(f"{s} -> {g}" for s, g in zip(sources, got))
 
 
-TASKS = {"lm": LMTask, "mlm": MLMTask, "genre": GenreTask, "tsv": TsvTask, "pairs": PairsTask}
+class ChatTask:
+    """Supervised fine-tuning of an instruct model: the assistant's turns of the conversations
+    in a JSONL file (data/chat.py), the loss on the assistant's tokens only; held out: the
+    val_conversations file, or the file's last val_fraction."""
+
+    WHOLE_VAL, METRIC = True, None
+
+    def __init__(self, cfg, tokenizer=None):
+        tc = self.tc = cfg.train
+        self.block_size = cfg.model.block_size
+        if not has_chat_template(tokenizer):
+            raise GlassformerError("the chat task fine-tunes an instruct model, whose tokenizer "
+                                   "has a chat template; start from one, e.g. `glassformer pull "
+                                   "smollm2-135m-instruct`, then `glassformer finetune "
+                                   "runs/smollm2-135m-instruct --conversations FILE`")
+        self.tokenizer = tokenizer
+        examples = chat.load_examples(tc.conversations, tokenizer, self.block_size)
+        if tc.val_conversations:
+            self.train = examples
+            self.val = chat.load_examples(tc.val_conversations, tokenizer, self.block_size)
+        else:
+            if len(examples) < 2:
+                raise GlassformerError(f"{tc.conversations} holds one conversation: too few to "
+                                       "hold some out; add more, or give --val-conversations")
+            cut = len(examples) - max(1, round(len(examples) * tc.val_fraction))
+            self.train, self.val = examples[:cut], examples[cut:]
+        # the longest row a batch can hold, for the memory check
+        self.row_tokens = max(len(e.ids) for e in self.train) - 1
+
+    def describe(self) -> str:
+        cut = sum(e.truncated for e in self.train + self.val)
+        learnt = sum(sum(e.learnt[1:]) for e in self.train)
+        return (f"{len(self.train):,} train / {len(self.val):,} held-out conversations, "
+                f"{learnt:,} assistant tokens to learn"
+                + (f"; {cut} cut to the window of {self.block_size} tokens" if cut else ""))
+
+    def rows(self, examples, device) -> dict:
+        return chat.chat_batch(examples, self.tokenizer.pad_id, device)
+
+    def batch(self, generator, device) -> dict:
+        picked = torch.randint(len(self.train), (self.tc.batch_size,), generator=generator)
+        return self.rows([self.train[i] for i in picked.tolist()], device)
+
+    @torch.no_grad()
+    def evaluate(self, model, device) -> dict:
+        batches = fixed_batches(lambda g: self.batch(g, device), self.tc.eval_batches, self.tc.seed)
+        out = {}
+        for name, chunks in (("train_loss", batches), ("val_loss", [
+                self.rows(self.val[i:i + self.tc.batch_size], device)
+                for i in range(0, len(self.val), self.tc.batch_size)])):
+            out[name] = per_token_loss(model, chunks)
+        return out
+
+    def show(self, model) -> str:
+        """The greedy reply to the first held-out conversation, beside the one it was taught."""
+        asked, taught = chat.prompt_and_reply(self.val[0].messages)
+        end = end_of_turn(self.tokenizer)
+        cfg = SampleConfig(max_new_tokens=self.tc.sample_tokens, temperature=0.0,
+                           stop=(end,) if end else ())
+        reply = generate(model, self.tokenizer, [conversation(self.tokenizer, asked)], cfg)[0]
+        return f"asked:  {asked[-1]['content']}\nreply:  {reply}\ntaught: {taught}"
+
+
+def per_token_loss(model, batches: list[dict]) -> float:
+    """Mean loss over every counted target of `batches` (each batch weighted by its counted
+    targets, not its rows), in eval mode."""
+    model.eval()
+    nats, counted = 0.0, 0
+    for batch in batches:
+        n = (batch["targets"] != chat.IGNORE).sum().item()
+        nats += model(**batch)[1].item() * n
+        counted += n
+    return nats / counted
+
+
+TASKS = {"lm": LMTask, "mlm": MLMTask, "genre": GenreTask, "tsv": TsvTask, "pairs": PairsTask,
+         "chat": ChatTask}

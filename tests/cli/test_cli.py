@@ -364,7 +364,7 @@ def test_every_argument_has_help_and_literal_fields_list_their_values():
     assert missing == []
     train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     epilog = train.choices["train"].epilog
-    assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|tsv|pairs)" in epilog
+    assert "norm (layernorm|rmsnorm)" in epilog and "task (lm|mlm|genre|tsv|pairs|chat)" in epilog
 
 
 def test_version(capsys):
