@@ -196,7 +196,8 @@ def calibration_ids(tokenizer) -> torch.Tensor:
     try:
         ids = tokenizer.encode(text)
     except UnknownCharactersError as e:
-        ids = tokenizer.encode("".join(c for c in text if c not in set(e.unknown)))
+        unknown = set(e.unknown)
+        ids = tokenizer.encode("".join(c for c in text if c not in unknown))
     return torch.tensor(ids)
 
 

@@ -30,11 +30,12 @@ from glassformer.tokenizers.chat_template import conversation, end_of_turn, has_
 
 
 @torch.no_grad()
-def mean_over(model, batches: list[dict], metric=None) -> tuple[float, float | None]:
-    """Mean loss (and mean `metric(logits, batch)`) over batches, each weighted by its rows, in
-    eval mode."""
+def mean_over(model, batches: list[dict], metric=None,
+              weight=lambda batch: len(batch["ids"])) -> tuple[float, float | None]:
+    """Mean loss (and mean `metric(logits, batch)`) over batches, each weighted by
+    `weight(batch)` (default: its rows), in eval mode."""
     model.eval()
-    rows = [len(batch["ids"]) for batch in batches]
+    rows = [weight(batch) for batch in batches]
     losses, scores = [], []
     for batch in batches:
         logits, loss = model(**batch)
@@ -363,7 +364,7 @@ class ChatTask:
         for name, chunks in (("train_loss", batches), ("val_loss", [
                 self.rows(self.val[i:i + self.tc.batch_size], device)
                 for i in range(0, len(self.val), self.tc.batch_size)])):
-            out[name] = per_token_loss(model, chunks)
+            out[name] = mean_over(model, chunks, weight=counted_targets)[0]
         return out
 
     def show(self, model) -> str:
@@ -376,16 +377,9 @@ class ChatTask:
         return f"asked:  {asked[-1]['content']}\nreply:  {reply}\ntaught: {taught}"
 
 
-def per_token_loss(model, batches: list[dict]) -> float:
-    """Mean loss over every counted target of `batches` (each batch weighted by its counted
-    targets, not its rows), in eval mode."""
-    model.eval()
-    nats, counted = 0.0, 0
-    for batch in batches:
-        n = (batch["targets"] != chat.IGNORE).sum().item()
-        nats += model(**batch)[1].item() * n
-        counted += n
-    return nats / counted
+def counted_targets(batch: dict) -> int:
+    """The targets of a batch that the loss counts (the assistant's tokens of a chat batch)."""
+    return (batch["targets"] != chat.IGNORE).sum().item()
 
 
 TASKS = {"lm": LMTask, "mlm": MLMTask, "genre": GenreTask, "tsv": TsvTask, "pairs": PairsTask,
