@@ -41,8 +41,9 @@ def add_sampling_options(p) -> None:
 def add_quantize_option(p) -> None:
     p.add_argument("--quantize", choices=get_args(C.Quantization), default="none",
                    help="weights for decoding: int8 (CPU: weights per output channel, activations "
-                        "per token, outlier channels smoothed into the weights first; ~4x fewer "
-                        "bytes per token; `glassformer eval RUN --quantize int8` measures what it "
+                        "per token, outlier channels smoothed into the weights first and the 8 "
+                        "largest input channels of each layer kept in fp32; ~4x fewer bytes per "
+                        "token; `glassformer eval RUN --quantize int8` measures what it "
                         "costs), bf16, or none (default)")
 
 

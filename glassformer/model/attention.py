@@ -154,18 +154,23 @@ class SelfAttention(Projections):
 
 class LayerCache:
     """What one softmax attention layer keeps while decoding, its keys and values: (B, Hkv,
-    max_len, D) buffers allocated once and written by position, filled up to `length`."""
+    capacity, D) buffers written by position, filled up to `length`. The capacity grows as
+    positions come (doubling, at least GROW at a time, up to max_len, the model's window), so a
+    short reply of a model with a long window does not allocate the whole window."""
+
+    GROW = 256
 
     def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, device, dtype):
-        self.k = torch.zeros(batch, kv_heads, max_len, head_dim, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
+        self.max_len = max_len
+        self.k = torch.empty(batch, kv_heads, 0, head_dim, device=device, dtype=dtype)
+        self.v = torch.empty_like(self.k)
         self.length = 0
         self.memory_kv = None  # cross-attention: the encoder output's (k, v), computed once
 
     @classmethod
     def for_config(cls, cfg, batch: int, device, dtype):
-        """Sized for `cfg.block_size` positions of the Hkv key/value heads (grouped-query
-        attention shrinks the cache by H / Hkv)."""
+        """Up to `cfg.block_size` positions of the Hkv key/value heads (grouped-query attention
+        shrinks the cache by H / Hkv)."""
         return cls(batch, cfg.kv_heads, cfg.block_size, cfg.head_dim, device, dtype)
 
     def reorder(self, rows: torch.Tensor) -> None:
@@ -182,9 +187,20 @@ class LayerCache:
     def append(self, k: torch.Tensor, v: torch.Tensor):
         """Store the new (B, Hkv, T, D) keys/values; return all so far, (B, Hkv, S, D) each."""
         start, end = self.length, self.length + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {end} were asked for")
         if end > self.k.size(2):
-            raise ValueError(f"KV cache holds {self.k.size(2)} positions; {end} were asked for")
+            self._grow(min(self.max_len, max(end, 2 * self.k.size(2), self.GROW)))
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
+
+    def _grow(self, capacity: int) -> None:
+        """New (B, Hkv, capacity, D) buffers holding the cached positions."""
+        B, Hkv, _, D = self.k.shape
+        k = self.k.new_empty(B, Hkv, capacity, D)
+        v = self.v.new_empty(B, Hkv, capacity, D)
+        k[:, :, :self.length] = self.k[:, :, :self.length]
+        v[:, :, :self.length] = self.v[:, :, :self.length]
+        self.k, self.v = k, v

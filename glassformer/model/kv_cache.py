@@ -1,8 +1,8 @@
 """KV cache: what attention keeps of past positions, so that each new token costs one position.
 
 Each block's attention layer keeps a state of the kind its algorithm needs (attention_kinds.py):
-softmax attention every past key and value, in buffers allocated once for the model's window and
-written by position (attention.LayerCache); linear attention running sums of a fixed size
+softmax attention every past key and value, in buffers written by position that grow up to the
+model's window (attention.LayerCache); linear attention running sums of a fixed size
 (linear_attention.LinearState). A KVCache holds one per block.
 """
 
@@ -13,7 +13,7 @@ from glassformer.model.attention_kinds import ATTENTION
 
 class KVCache:
     """One decoding state per block, of the kind `cfg.attention` keeps: a LayerCache (softmax
-    attention) sized for `cfg.block_size` positions of the Hkv key/value heads, so grouped-query
+    attention) of up to `cfg.block_size` positions of the Hkv key/value heads, so grouped-query
     attention shrinks the cache by H / Hkv; or a LinearState (linear attention)."""
 
     def __init__(self, cfg, batch: int, device=None, dtype=torch.float32):

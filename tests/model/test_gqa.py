@@ -83,5 +83,18 @@ def test_kv_cache_holds_kv_heads(n_kv_head, expected):
     cache = KVCache(cfg, batch=2)
     assert len(cache.layers) == 3
     for layer in cache.layers:
-        assert layer.k.shape == layer.v.shape == (2, expected, 16, 8)
+        layer.append(torch.zeros(2, expected, 3, 8), torch.zeros(2, expected, 3, 8))
+        assert layer.k.shape == layer.v.shape == (2, expected, 16, 8)  # grown to the window
     assert GPT(cfg).blocks[0].attn.qkv.weight.shape == (32 + 2 * expected * 8, 32)
+
+
+def test_the_cache_grows_as_positions_come_and_keeps_them():
+    cache = LayerCache(1, 2, 1000, 4, None, torch.float32)
+    assert cache.k.size(2) == 0  # nothing allocated before the first position
+    keys = torch.randn(1, 2, 600, 4)
+    for t in range(600):  # one position at a time, as decoding writes them
+        k, v = cache.append(keys[:, :, t:t + 1], -keys[:, :, t:t + 1])
+    assert cache.k.size(2) == 1000  # 256, 512, then the window (not 1024)
+    assert k.equal(keys) and v.equal(-keys)
+    with pytest.raises(ValueError, match="holds 1000 positions; 1001 were asked for"):
+        cache.append(torch.zeros(1, 2, 401, 4), torch.zeros(1, 2, 401, 4))

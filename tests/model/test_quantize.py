@@ -39,6 +39,24 @@ def test_int8_linear_is_within_its_rounding_bound(rows):
     assert not torch.equal(got, x @ W.T + linear.bias.detach())  # it is int8, not fp32
 
 
+@pytest.mark.parametrize("rows", [1, 7])
+def test_outlier_channels_stay_fp32_and_leave_the_others_their_precision(rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    x = torch.randn(rows, 96)
+    outliers = torch.tensor([5, 17])
+    x[:, outliers] *= 100  # two channels 100x larger than the rest, as in a real model
+    W, b = linear.weight.detach(), linear.bias.detach()
+    rest, W_rest = x.index_fill(1, outliers, 0.0), W.index_fill(1, outliers, 0.0)
+    s = W_rest.abs().amax(dim=1, keepdim=True) / 127  # (F, 1) from the int8 channels only
+    Wq = (W_rest / s).round().clamp(-127, 127) * s
+    want = rest @ Wq.T + x[:, outliers] @ W[:, outliers].T + b  # int8 part + exact fp32 part
+    got = Int8Linear(linear, outliers)(x)
+    assert ((got - want).abs() <= rounding_bound(rest, Wq)).all()
+    exact = x @ W.T + b
+    assert (got - exact).abs().max() < (Int8Linear(linear)(x) - exact).abs().max() / 10
+
+
 def test_the_two_kernels_compute_the_same_numbers():
     torch.manual_seed(0)
     layer = Int8Linear(nn.Linear(64, 48, bias=False))
@@ -109,10 +127,11 @@ def test_int8_refusals_say_what_to_use():
 
 @pytest.mark.slow
 def test_int8_smollm2_predicts_as_fp32_does():
-    """The real SmolLM2-135M-Instruct, teacher-forced over 512 tokens of the README: int8's
-    top-1 next token is fp32's at >= 87% of positions (measured: 89.6%) and its perplexity
-    within +2% of fp32's. Measured over 4,096 tokens of the README: 92.0% and +1.27% (per token without smoothing
-    89.1% and +1.86%, per tensor 40.3% and +203%); the issue's goal, 95% and +1%, is not met."""
+    """The real SmolLM2-135M-Instruct, teacher-forced over the first 4,096 tokens of the README:
+    int8's top-1 next token is fp32's at >= 94% of positions and its perplexity within +1% of
+    fp32's. Measured: 96.0% and +0.58% (the issue's goal: 95% and +1%); without the fp32
+    outlier channels 93.4% and +1.33%, without smoothing either 89.1% and +1.9%. The margin
+    below 96% is for edits of the README, which move the figure by about a point."""
     from pathlib import Path
 
     from glassformer.interop.hf import from_pretrained
@@ -120,12 +139,12 @@ def test_int8_smollm2_predicts_as_fp32_does():
 
     model, tokenizer = from_pretrained(fetch("smollm2-135m-instruct"))
     readme = Path(__file__).parents[2] / "README.md"
-    ids = torch.tensor(tokenizer.encode(readme.read_text())[:513])  # (513,)
+    ids = torch.tensor(tokenizer.encode(readme.read_text())[:4097])  # (4097,)
     with torch.no_grad():
-        want = model(ids[None, :-1])[0][0]  # (512, V)
+        want = model(ids[None, :-1])[0][0]  # (4096, V)
         quantize(model, "int8", calibration_ids(tokenizer))
         got = model(ids[None, :-1])[0][0]
     loss = torch.nn.functional.cross_entropy
     same = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
     extra = (loss(got, ids[1:]) - loss(want, ids[1:])).exp().item() - 1
-    assert same >= 0.87 and extra <= 0.02, (same, extra)
+    assert same >= 0.94 and extra <= 0.01, (same, extra)
