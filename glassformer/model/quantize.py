@@ -47,9 +47,9 @@ and 32 channels gave 96.1% +0.94% and 96.3% +0.66%, within the measurement's noi
 
 Kernels, both the same integer arithmetic: one row (decoding at batch 1) goes through PyTorch's
 x86 (fbgemm) dynamic int8 Linear, which quantizes that row as above and is ~5x faster than fp32
-on a CPU with VNNI; several rows (or one, without VNNI) through torch._int_mm (int8 x int8 -> int32), each row its own scale. Only
-inference: the int8 weights have no gradient. The token embedding stays fp32 (a lookup reads
-one row per token); a tied LM head gets its own int8 copy.
+on a CPU with VNNI; several rows (or one, without VNNI) through torch._int_mm (int8 x int8 ->
+int32), each row its own scale. Only inference: the int8 weights have no gradient. The token
+embedding stays fp32 (a lookup reads one row per token); a tied LM head gets its own int8 copy.
 
     model = quantize(model, "int8", calibration_ids(tokenizer))   # in place
 """
@@ -165,10 +165,13 @@ class Int8Linear(nn.Module):
 @torch.no_grad()
 def input_peaks(model, calibration: torch.Tensor) -> dict[nn.Linear, torch.Tensor]:
     """{layer: (C,) max |x_c|} of each nn.Linear's input channels over the calibration ids
-    (N,), the first block_size of them in one forward."""
+    (N,), the first block_size of them in one forward; a layer given no token (an expert the
+    router never chose) is left out."""
     peaks = {}
 
     def record(layer, args):
+        if args[0].numel() == 0:
+            return
         x = args[0].detach().abs().reshape(-1, args[0].size(-1)).amax(dim=0)  # (C,)
         peaks[layer] = torch.maximum(peaks[layer], x) if layer in peaks else x
 
@@ -256,7 +259,7 @@ def quantize(model, kind: str, calibration: torch.Tensor | None = None):
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                k = min(OUTLIERS, child.in_features // 8)
+                k = min(OUTLIERS, child.in_features // 8) if child in peaks else 0
                 outliers = peaks[child].topk(k).indices.sort().values if k else None  # (k,)
                 setattr(parent, name, Int8Linear(child, outliers))
     return model

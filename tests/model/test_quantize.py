@@ -102,6 +102,18 @@ def test_quantized_gpt_stays_close_to_fp32(layout):
     assert (got - want).abs().max() < 0.02 * want.abs().max()
 
 
+def test_a_mixture_of_experts_quantizes_though_the_calibration_skips_an_expert():
+    torch.manual_seed(0)
+    model = build(ModelConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32,
+                              moe_experts=8, moe_top_k=1)).eval()
+    calibration = torch.randint(50, (3,))  # 3 tokens for 8 experts: some see none
+    quantized = quantize(copy.deepcopy(model), "int8", calibration)
+    ids = torch.randint(50, (2, 16))
+    with torch.no_grad():
+        want, got = model(ids)[0], quantized(ids)[0]
+    assert (got - want).abs().max() < 0.02 * want.abs().max()
+
+
 def test_calibration_text_leaves_out_what_a_character_tokenizer_lacks():
     tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz "))
     ids = calibration_ids(tokenizer)
