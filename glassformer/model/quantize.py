@@ -3,9 +3,9 @@ CPU.
 
 Decoding one token at batch 1 reads every weight once, so it is bound by memory bandwidth:
 weights of 1 byte instead of 4 are read ~4x sooner. Each output channel o of a weight W (F, C)
-is stored as int8 with its own scale,
+is stored as int8 with its own scale (L = 127 levels a side, or 63 on a CPU without VNNI, below),
 
-    s_o = max_c |W[o, c]| / 127,    Q[o, c] = round(W[o, c] / s_o)  in [-127, 127],
+    s_o = max_c |W[o, c]| / L,    Q[o, c] = round(W[o, c] / s_o)  in [-L, L],
 
 and each input row x (one token's C features) is quantized when it comes, with its own range:
 
@@ -42,13 +42,21 @@ of positions whose top-1 token is fp32's and the perplexity:
     per token, 8-bit, smoothed                         93.4%   +1.33%
     ... and 8 channels per layer in fp32 (this module)  96.0%   +0.58%
 
-(the first three by simulating the roundings in fp32; the last two with the kernels below; 16
-and 32 channels gave 96.1% +0.94% and 96.3% +0.66%, within the measurement's noise of 8).
+(the first three by simulating the roundings in fp32; the last two with int8 kernels, on a CPU
+with AVX-512 VNNI; 16 and 32 channels gave 96.1% +0.94% and 96.3% +0.66%, within the
+measurement's noise of 8).
 
-Kernels, both the same integer arithmetic: one row (decoding at batch 1) goes through PyTorch's
-x86 (fbgemm) dynamic int8 Linear, which quantizes that row as above and is ~5x faster than fp32
-on a CPU with VNNI; several rows (or one, without VNNI) through torch._int_mm (int8 x int8 ->
-int32), each row its own scale. Only inference: the int8 weights have no gradient. The token
+One kernel, PyTorch's x86 (fbgemm) dynamic int8 Linear, for any number of rows: it quantizes
+its input over one range, the row's own when there is one row (decoding at batch 1); several rows
+(a prompt, a batch) are first mapped each onto [-1, 1] (x' = (x - mid) / half, the row's middle
+and half-width), so that the one range is every row's, and W x = half W x' + mid W 1 undoes it.
+On a CPU with VNNI (an int8 dot product into int32) the weights take 8 bits, L = 127. Without
+it fbgemm adds pairs of u8 x s8 products in int16 (VPMADDUBSW), which 2 x 255 x 127 overflows, so
+the weights take 7 bits, L = 63, and nothing saturates. There (AVX2, no VNNI) the table's last
+row reads 93.3% and +0.66%; 8-bit weights with 7-bit activations gave 91.8% and +2.59%, and 8
+bits of both, saturating, 92.7% and +1.93%. The kernel is ~4x faster than fp32 on one row of a
+576x1536 weight (58 against 260 us on that CPU, 2 threads; torch._int_mm took 690 there, and
+torch._weight_int8pack_mm 520). Only inference: the int8 weights have no gradient. The token
 embedding stays fp32 (a lookup reads one row per token); a tied LM head gets its own int8 copy.
 
     model = quantize(model, "int8", calibration_ids(tokenizer))   # in place
@@ -94,14 +102,14 @@ She found the chart at noon, folded inside a ledger of harbour fees, its ink fad
 
 
 def _has_vnni() -> bool:
-    """Whether the CPU has an int8 dot product into int32 (AVX-512 VNNI or AVX-VNNI). Without
-    it, fbgemm adds pairs of u8 x s8 products in int16 (VPMADDUBSW), which 8-bit activations
-    can saturate; torch._int_mm (oneDNN) takes the one row then."""
+    """Whether the CPU has an int8 dot product into int32 (AVX-512 VNNI or AVX-VNNI), which
+    fbgemm uses; without it 8-bit weights could saturate (see the module docstring)."""
     cpuinfo = Path("/proc/cpuinfo")
     return cpuinfo.exists() and "vnni" in cpuinfo.read_text()
 
 
 VNNI = _has_vnni()
+LEVELS = 127 if VNNI else 63  # int8 weights in [-LEVELS, LEVELS]
 OUTLIERS = 8  # input channels per layer kept in fp32: the largest on the calibration text
 
 
@@ -116,46 +124,37 @@ class Int8Linear(nn.Module):
         self.register_buffer("outliers", outliers)  # (k,) input channels kept in fp32
         self.register_buffer("outlier_weight", None if outliers is None
                              else W[:, outliers].t().contiguous())  # (k, F)
+        self.register_buffer("int8_channels", None if outliers is None
+                             else torch.ones(self.in_features).index_fill(0, outliers, 0.0))  # (C,)
         if outliers is not None:
             W[:, outliers] = 0  # the int8 part leaves them out of its ranges
-        scale = (W.abs().amax(dim=1) / 127).clamp(min=1e-12)  # (F,) one per output channel
-        Q = (W / scale[:, None]).round().clamp(-127, 127)  # (F, C) integers
-        bias = None if linear.bias is None else linear.bias.detach().float()
-        self.register_buffer("scale", scale)
-        self.register_buffer("QT", Q.to(torch.int8).t().contiguous())  # (C, F) for _int_mm
-        self.register_buffer("row_sums", Q.sum(dim=1))  # (F,) sum_c Q[o, c], for the zero points
-        self.register_buffer("bias", bias)
+        self.register_buffer("scale", (W.abs().amax(dim=1) / LEVELS).clamp(min=1e-12))  # (F,)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         with warnings.catch_warnings():  # PyTorch marks its quantized tensor type as deprecated
             warnings.simplefilter("ignore", UserWarning)
-            zero = torch.zeros_like(scale, dtype=torch.long)
-            Qt = torch.quantize_per_channel(W, scale.double(), zero, axis=0, dtype=torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(Qt, bias)  # fbgemm's layout
+            zero = torch.zeros_like(self.scale, dtype=torch.long)
+            Q = torch.quantize_per_channel(W, self.scale.double(), zero, axis=0, dtype=torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(Q, None)  # fbgemm's int8 layout
+        self.register_buffer("weight_sums", Q.dequantize().sum(dim=1))  # (F,) W 1, rounded W
 
     def forward(self, x):
         """x (..., C) fp32 -> (..., F) fp32."""
         rows = x.reshape(-1, self.in_features)  # (N, C)
         if self.outliers is not None:
-            kept = rows[:, self.outliers]  # (N, k)
-            rows = rows.index_fill(1, self.outliers, 0.0)  # out of the int8 rows' ranges
-        if rows.size(0) == 1 and VNNI:  # fbgemm quantizes the one row itself; 8-bit activations
-            y = torch.ops.quantized.linear_dynamic(rows, self.packed, False)
-        else:
-            y = self.many_rows(rows)
+            kept = rows.index_select(1, self.outliers)  # (N, k)
+            rows = rows * self.int8_channels  # (N, C), the outliers 0: out of the rows' ranges
+        if rows.size(0) == 1:  # fbgemm quantizes the one row over its own range
+            y = torch.ops.quantized.linear_dynamic(rows, self.packed, False)  # (1, F)
+        else:  # fbgemm takes one range for all rows: map each row's range onto [-1, 1]
+            lo, hi = rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)  # (N, 1)
+            mid, half = (hi + lo) / 2, ((hi - lo) / 2).clamp(min=1e-12)  # (N, 1)
+            y = torch.ops.quantized.linear_dynamic((rows - mid) / half, self.packed, False)
+            y = torch.addcmul(mid * self.weight_sums, y, half)  # W x = half W x' + mid W 1
         if self.outliers is not None:
             y = torch.addmm(y, kept, self.outlier_weight)  # + (N, k) @ (k, F) in fp32
+        if self.bias is not None:
+            y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
-
-    def many_rows(self, rows):
-        """rows (N, C) -> (N, F): each row quantized to uint8 over its own range, as fbgemm
-        does; the uint8 q is held as q - 128 in int8 for _int_mm, and the 128 added back."""
-        lo = rows.amin(dim=1, keepdim=True).clamp(max=0)  # (N, 1)
-        hi = rows.amax(dim=1, keepdim=True).clamp(min=0)  # (N, 1)
-        a = ((hi - lo) / 255).clamp(min=1e-12)  # (N, 1) each row's step
-        z = (-lo / a).round()  # (N, 1) each row's zero point
-        q = ((rows / a).round() + z).clamp(0, 255)  # (N, C) in [0, 255]
-        dots = torch._int_mm((q - 128).to(torch.int8), self.QT)  # (N, F) int32
-        y = (dots + (128 - z) * self.row_sums) * a * self.scale  # sum_c (q_c - z) Q[o, c] a s_o
-        return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
         kept = "" if self.outliers is None else f", {len(self.outliers)} input channels fp32"

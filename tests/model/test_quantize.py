@@ -11,10 +11,17 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.errors import GlassformerError
 from glassformer.model import build
-from glassformer.model.quantize import Int8Linear, calibration_ids, quantize, smooth
+from glassformer.model.quantize import (LEVELS, VNNI, Int8Linear, calibration_ids, quantize,
+                                        smooth)
 from glassformer.tokenizers.char import CharTokenizer
 
 LLAMA = dict(norm="rmsnorm", activation="swiglu", position="rope", bias=False, n_kv_head=2)
+
+
+def int8_weights(W):
+    """The weights the kernel holds: W (F, C) rounded per output channel to LEVELS a side."""
+    s = W.abs().amax(dim=1, keepdim=True) / LEVELS  # (F, 1)
+    return (W / s).round().clamp(-LEVELS, LEVELS) * s
 
 
 def rounding_bound(x, Wq):
@@ -24,19 +31,17 @@ def rounding_bound(x, Wq):
     return step / 2 * Wq.abs().sum(dim=1) + 1e-5
 
 
-@pytest.mark.parametrize("rows", [1, 7])  # one row: fbgemm's kernel; several: torch._int_mm
+@pytest.mark.parametrize("rows", [1, 7])  # one row as decoding; several, each mapped to [-1, 1]
 def test_int8_linear_is_within_its_rounding_bound(rows):
     torch.manual_seed(0)
     linear = nn.Linear(96, 40)
     x = torch.randn(rows, 96)
     x[0] *= 50  # a row 50x larger than the others must not cost them their precision
-    W = linear.weight.detach()
-    s = W.abs().amax(dim=1, keepdim=True) / 127  # (F, 1) per output channel
-    Wq = (W / s).round().clamp(-127, 127) * s  # the weights the kernel holds
+    Wq = int8_weights(linear.weight.detach())
     want = x @ Wq.T + linear.bias.detach()
     got = Int8Linear(linear)(x)
     assert ((got - want).abs() <= rounding_bound(x, Wq)).all()
-    assert not torch.equal(got, x @ W.T + linear.bias.detach())  # it is int8, not fp32
+    assert not torch.equal(got, linear(x))  # it is int8, not fp32
 
 
 @pytest.mark.parametrize("rows", [1, 7])
@@ -48,8 +53,7 @@ def test_outlier_channels_stay_fp32_and_leave_the_others_their_precision(rows):
     x[:, outliers] *= 100  # two channels 100x larger than the rest, as in a real model
     W, b = linear.weight.detach(), linear.bias.detach()
     rest, W_rest = x.index_fill(1, outliers, 0.0), W.index_fill(1, outliers, 0.0)
-    s = W_rest.abs().amax(dim=1, keepdim=True) / 127  # (F, 1) from the int8 channels only
-    Wq = (W_rest / s).round().clamp(-127, 127) * s
+    Wq = int8_weights(W_rest)  # scales from the int8 channels only
     want = rest @ Wq.T + x[:, outliers] @ W[:, outliers].T + b  # int8 part + exact fp32 part
     got = Int8Linear(linear, outliers)(x)
     assert ((got - want).abs() <= rounding_bound(rest, Wq)).all()
@@ -57,13 +61,31 @@ def test_outlier_channels_stay_fp32_and_leave_the_others_their_precision(rows):
     assert (got - exact).abs().max() < (Int8Linear(linear)(x) - exact).abs().max() / 10
 
 
-def test_the_two_kernels_compute_the_same_numbers():
+def test_a_row_in_a_batch_is_quantized_as_it_is_alone():
     torch.manual_seed(0)
-    layer = Int8Linear(nn.Linear(64, 48, bias=False))
-    x = torch.randn(5, 64)
-    one_at_a_time = torch.cat([layer(row[None]) for row in x])  # fbgemm, row by row
-    # the same integers; fbgemm may round a zero point differently at a tie
-    assert torch.allclose(layer(x), one_at_a_time, atol=1e-3 * one_at_a_time.abs().max())
+    linear = nn.Linear(64, 48, bias=False)
+    layer = Int8Linear(linear)
+    x = torch.randn(5, 64) + torch.arange(5)[:, None]  # rows of different middles
+    x[2] *= 30  # and one far larger
+    one_at_a_time = torch.cat([layer(row[None]) for row in x])  # each over its own range
+    # both within half a step of each row's range of the exact product: apart by at most a step
+    bound = rounding_bound(x, int8_weights(linear.weight.detach()))
+    assert ((layer(x) - one_at_a_time).abs() <= 2 * bound).all()
+
+
+def test_the_largest_products_do_not_saturate():
+    """fbgemm without VNNI sums pairs of u8 x s8 products in int16: every activation at the top
+    of its range times weights at +-127 would overflow and come out ~half; 7-bit weights there
+    (and an int32 sum with VNNI) keep them exact."""
+    W = torch.ones(4, 64)
+    W[1], W[2, ::2] = -1, -1
+    linear = nn.Linear(64, 4, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(W)
+    x = torch.ones(1, 64)
+    x[0, 0] = -1e-3  # the range [-0.001, 1]: the other 63 activations quantize to 255
+    got = Int8Linear(linear)(x)
+    assert torch.allclose(got, x @ W.T, rtol=0.01), got
 
 
 @pytest.mark.parametrize("layout", [{}, LLAMA])  # GPT-2's (LayerNorm + bias, GELU) and Llama's
@@ -143,7 +165,8 @@ def test_int8_smollm2_predicts_as_fp32_does():
     int8's top-1 next token is fp32's at >= 94% of positions and its perplexity within +1% of
     fp32's. Measured: 96.0% and +0.58% (the issue's goal: 95% and +1%); without the fp32
     outlier channels 93.4% and +1.33%, without smoothing either 89.1% and +1.9%. The margin
-    below 96% is for edits of the README, which move the figure by about a point."""
+    below 96% is for edits of the README, which move the figure by about a point. A CPU
+    without VNNI holds 7-bit weights (model/quantize.py): 93.3% and +0.66%, so >= 92% there."""
     from pathlib import Path
 
     from glassformer.interop.hf import from_pretrained
@@ -159,4 +182,4 @@ def test_int8_smollm2_predicts_as_fp32_does():
     loss = torch.nn.functional.cross_entropy
     same = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
     extra = (loss(got, ids[1:]) - loss(want, ids[1:])).exp().item() - 1
-    assert same >= 0.94 and extra <= 0.01, (same, extra)
+    assert same >= (0.94 if VNNI else 0.92) and extra <= 0.01, (same, extra)
